@@ -48,6 +48,11 @@ class MemFile:
             self._size += written
             view = view[written:]
 
+    def truncate(self, size: int) -> None:
+        """Set the size (sparse: pages cost memory only once written)."""
+        os.ftruncate(self.fileno(), size)
+        self._size = size
+
     def seal(self) -> None:
         """Make the content immutable for every holder of the fd (idempotent)."""
         if not self.sealed:

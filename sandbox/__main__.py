@@ -1,0 +1,5 @@
+import sys
+
+from sandbox.check import main
+
+sys.exit(main())

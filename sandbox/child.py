@@ -1,0 +1,145 @@
+"""The life of one child: confine, wait for one job, run it, report, exit.
+
+Runs in a child freshly forked by the fork server. Everything here happens after the
+fork and before exit; nothing returns to the caller (every path ends in os._exit).
+The child is confined completely before it receives a single byte of its job.
+"""
+from __future__ import annotations
+
+import faulthandler
+import mmap
+import os
+import re
+import socket
+from typing import Callable, NoReturn
+
+from sandbox import protocol
+from sandbox.layers import confine
+from sandbox.layers.base import ChildContext
+from sandbox.layers.rlimits import current_vm_bytes, tighten_for_job
+from sandbox.limits import Limits
+from sandbox.policy import Policy
+
+# Exit codes a child uses; anything else (or a signal) is classified from its wait status.
+EXIT_REPORTED = 0          # a result message was sent before exiting
+EXIT_SETUP_FAILED = 70     # confinement failed: the job was never received
+EXIT_CHANNEL_LOST = 71     # the fork server went away
+
+_WRITE_WINDOW = 16 << 20   # bytes mapped at once when writing outputs (bounds RLIMIT_AS use)
+_ERROR_TEXT_MAX = 300
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^\s'\"/:]+)+/?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Exceptions whose message says the process ran out of memory though their class does not
+# (pikepdf turns qpdf's std::bad_alloc into various errors).
+_MEMORY_WORDS = ("bad_alloc", "Cannot allocate memory", "out of memory")
+
+
+def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
+         limits: Limits, available: dict[str, bool]) -> NoReturn:
+    """Confine this process, announce readiness, run exactly one job, exit."""
+    try:
+        os.setpgid(0, 0)                      # its own process group, killed as one
+        os.dup2(stderr_fd, 1)                 # prints go to the diagnostics pipe,
+        os.dup2(stderr_fd, 2)                 # never into the job channel
+        keep = sorted({1, 2, chan.fileno()})
+        _close_fds_except(keep)
+        os.environ.clear()                    # the fork server's env is already empty
+        faulthandler.enable(file=2, all_threads=False)  # a crash leaves a trace for classification
+        ctx = ChildContext(policy=policy, limits=limits, baseline_vm_bytes=current_vm_bytes(),
+                           keep_fds=tuple(keep), was_root=os.geteuid() == 0)
+        confine(ctx, available)
+        protocol.send(chan, {"type": "ready", "layers": ctx.applied})
+    except BaseException:
+        os._exit(EXIT_SETUP_FAILED)
+    try:
+        job, fds = protocol.recv(chan)
+    except BaseException:
+        os._exit(EXIT_CHANNEL_LOST)
+    report = _run_job(entry, job, fds, limits, ctx.baseline_vm_bytes)
+    try:
+        protocol.send(chan, report)
+    except BaseException:
+        os._exit(EXIT_CHANNEL_LOST)
+    os._exit(EXIT_REPORTED)
+
+
+def _run_job(entry: Callable, job: dict, fds: list[int], limits: Limits,
+             baseline_vm_bytes: int) -> dict:
+    """Run the entry on the job's inputs and write its outputs; return the report."""
+    try:
+        if len(fds) != job.get("inputs", -1) + 1:
+            return {"status": "error", "error": "ProtocolError: wrong number of descriptors"}
+        tighten_for_job(limits.tightened(Limits.from_dict(job["limits"])), baseline_vm_bytes)
+        *input_fds, output_fd = fds
+        views = [_map_input(fd) for fd in input_fds]
+        protocol.close_all(input_fds)         # the mappings stay valid without the fds
+        outputs = entry(views, job["params"])
+        return _write_outputs(outputs, output_fd)
+    except MemoryError:
+        return {"status": "memory"}
+    except BaseException as exc:              # the job's fault, reported, never raised
+        text = describe_exception(exc)
+        if any(word in text for word in _MEMORY_WORDS):
+            return {"status": "memory"}
+        return {"status": "error", "error": text}
+
+
+def _map_input(fd: int) -> memoryview:
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return memoryview(b"")
+    return memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ))
+
+
+def _write_outputs(outputs, output_fd: int) -> dict:
+    """Copy outputs into the pre-sized output memfd through bounded mmap windows.
+
+    The child cannot write() a file (RLIMIT_FSIZE is 0) nor grow the memfd (sealed):
+    the memfd's size, set by the fork server, is the hard output cap.
+    """
+    if outputs is None:
+        outputs = []
+    if not isinstance(outputs, (list, tuple)):
+        return {"status": "error",
+                "error": f"TypeError: entry returned {type(outputs).__name__}, not a list"}
+    try:
+        views = [memoryview(item).cast("B") for item in outputs]
+    except TypeError:
+        return {"status": "error", "error": "TypeError: entry returned a non-bytes output"}
+    capacity = os.fstat(output_fd).st_size
+    if sum(v.nbytes for v in views) > capacity:
+        return {"status": "output_too_large"}
+    offset = 0
+    for view in views:
+        _write_at(output_fd, offset, view)
+        offset += view.nbytes
+    return {"status": "ok", "lengths": [v.nbytes for v in views]}
+
+
+def _write_at(fd: int, offset: int, data: memoryview) -> None:
+    done = 0
+    while done < data.nbytes:
+        start = offset + done
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        skip = start - base
+        count = min(data.nbytes - done, _WRITE_WINDOW - skip)
+        with mmap.mmap(fd, skip + count, offset=base) as window:
+            window[skip:skip + count] = data[done:done + count]
+        done += count
+
+
+def describe_exception(exc: BaseException) -> str:
+    """Exception class and message, truncated, with paths and control characters removed."""
+    text = f"{type(exc).__name__}: {exc}"
+    text = _PATH.sub("<path>", text)
+    text = _CONTROL.sub(" ", text)
+    return text[:_ERROR_TEXT_MAX]
+
+
+def _close_fds_except(keep: list[int]) -> None:
+    start = 0
+    for fd in keep:
+        if fd > start:
+            os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(start, 1 << 20)

@@ -1,0 +1,470 @@
+"""The fork server: one readable state machine that spawns, watches, reaps and kills.
+
+Runs in its own clean interpreter (started by sandbox.Sandbox, never forked from the
+server), single-threaded. It imports the entry module once, keeps `workers` children
+forked AND confined ahead of time, hands each job to one idle child, enforces the job's
+wall-clock deadline from outside, reaps every child with its resource usage and sends the
+Result back. Like gunicorn's arbiter, nothing happens in a signal handler: one loop
+waits on sockets, pipes and pidfds with a timeout and, on every tick, kills the overdue,
+dispatches pending jobs and tops up the warm children.
+
+Child states:  WARMING --ready--> IDLE --job--> BUSY --report/exit--> (reaped, gone)
+               any state --deadline/shutdown--> killed (SIGKILL to its group) --> reaped
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import fcntl
+import gc
+import importlib
+import os
+import resource
+import selectors
+import signal
+import socket
+import sys
+import time
+from typing import Callable
+
+from sandbox import child as child_main
+from sandbox import protocol
+from sandbox.layers import probe_all
+from sandbox.layers.rlimits import MAX_JOB_FDS
+from sandbox.limits import Limits
+from sandbox.memfd import MemFile
+from sandbox.policy import LAYER_ORDER, Policy
+from sandbox.result import classify_exit
+
+WARMING, IDLE, BUSY = "warming", "idle", "busy"
+READY_TIMEOUT_S = 10.0        # a child that cannot confine itself in this time is killed
+EXIT_GRACE_S = 2.0            # a child that reported but did not exit by then is killed
+STDERR_TAIL_BYTES = 4096      # kept only to classify deaths; never logged, never forwarded
+MAX_SETUP_FAILURES = 5        # consecutive children dying before "ready": give up
+
+#: Why the fork server kills a child, and the crash reason its job then gets.
+KILL_REASONS = {
+    "deadline": "killed at its wall-clock deadline",           # -> "timeout"
+    "exit_grace": "reported, then did not exit in time",       # its report still stands
+    "setup": "did not confine itself in time",
+    "protocol": "sent a message out of turn",
+    "shutdown": "the sandbox is closing",
+}
+
+
+@dataclasses.dataclass
+class Job:
+    id: int
+    params: dict
+    limits: Limits
+    input_fds: list[int]
+    output: MemFile
+
+
+@dataclasses.dataclass
+class Child:
+    pid: int
+    pidfd: int
+    chan: socket.socket
+    stderr_fd: int
+    state: str = WARMING
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    job: Job | None = None
+    job_started: float = 0.0
+    deadline: float = 0.0
+    killed: str | None = None      # why we SIGKILLed it: one of KILL_REASONS' keys
+    report: dict | None = None
+    stderr_tail: bytes = b""
+
+
+class ForkServer:
+    def __init__(self, control: socket.socket, entry: Callable, limits: Limits,
+                 policy: Policy, workers: int) -> None:
+        self.control = control
+        self.entry = entry
+        self.limits = limits
+        self.policy = policy
+        self.workers = workers
+        self.children: dict[int, Child] = {}          # by pid
+        self.pending: collections.deque[Job] = collections.deque()
+        self.outbox: collections.deque[tuple[dict, list[int]]] = collections.deque()
+        self.selector = selectors.DefaultSelector()
+        self.layers = probe_all()
+        self.available = {s.name: s.available for s in self.layers}
+        self.applied: list[str] | None = None        # what the first ready child applied
+        self.setup_failures = 0
+        self.running = True
+        self.announced = False
+
+    # --- the loop ------------------------------------------------------------------
+    def run(self) -> None:
+        missing = [s for s in self.layers if not s.available and self.policy.required(s.name)]
+        if missing:
+            self.fatal("required isolation layer unavailable: "
+                       + "; ".join(f"{s.name}: {s.detail}" for s in missing))
+            return
+        self.control.setblocking(False)
+        self.selector.register(self.control, selectors.EVENT_READ, ("control", None))
+        while self.running:
+            self.manage_children()
+            for key, _ in self.selector.select(self.next_timeout()):
+                kind, child = key.data
+                if child is not None and child.pid not in self.children:
+                    continue                  # reaped earlier in this same batch
+                if kind == "control":
+                    self.on_control()
+                elif kind == "chan":
+                    self.on_child_message(child)
+                elif kind == "stderr":
+                    self.on_child_stderr(child)
+                elif kind == "exit":
+                    self.reap(child)
+            self.murder_overdue()
+            self.dispatch()
+            self.flush_outbox()
+        self.stop()
+
+    def next_timeout(self) -> float:
+        now = time.monotonic()
+        wakeups = [c.deadline for c in self.children.values() if c.state == BUSY]
+        wakeups += [c.started + READY_TIMEOUT_S for c in self.children.values()
+                    if c.state == WARMING]
+        if not wakeups:
+            return 1.0
+        return max(0.0, min(min(wakeups) - now, 1.0))
+
+    # --- the server's requests --------------------------------------------------------
+    def on_control(self) -> None:
+        while True:
+            try:
+                message, fds = protocol.recv(self.control)
+            except BlockingIOError:
+                return
+            except (EOFError, ConnectionError, protocol.ProtocolError):
+                self.running = False      # the server is gone: nobody to work for
+                return
+            kind = message.get("type")
+            if kind == "job":
+                self.accept_job(message, fds)
+            elif kind == "shutdown":
+                protocol.close_all(fds)
+                self.running = False
+                return
+            else:
+                protocol.close_all(fds)
+
+    def accept_job(self, message: dict, fds: list[int]) -> None:
+        job_id = message.get("id")
+        try:
+            limits = self.limits.tightened(Limits.from_dict(message["limits"]))
+            if len(fds) > MAX_JOB_FDS:
+                raise ValueError("too many inputs")
+            output = MemFile("sandbox-output")
+            # Pre-sized and sealed against growth: the size IS the output cap. Sparse:
+            # pages cost memory only once the child writes them.
+            output.truncate(limits.output_mb << 20)
+            fcntl.fcntl(output.fileno(), fcntl.F_ADD_SEALS,
+                        fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+        except Exception as exc:
+            protocol.close_all(fds)
+            self.send_result(job_id, "crashed", f"fork server refused the job: {exc}")
+            return
+        self.pending.append(Job(job_id, message.get("params"), limits, fds, output))
+
+    def dispatch(self) -> None:
+        idle = [c for c in self.children.values() if c.state == IDLE]
+        while self.pending and idle:
+            child, job = idle.pop(), self.pending.popleft()
+            header = {"type": "job", "inputs": len(job.input_fds),
+                      "limits": job.limits.to_dict(), "params": job.params}
+            try:
+                protocol.send(child.chan, header, job.input_fds + [job.output.fileno()])
+            except OSError:
+                self.pending.appendleft(job)      # that child is dying; another takes it
+                self.kill(child, "protocol")
+                continue
+            protocol.close_all(job.input_fds)     # the child holds its own copies now
+            job.input_fds = []
+            child.state, child.job = BUSY, job
+            child.job_started = time.monotonic()
+            child.deadline = child.job_started + job.limits.wall_s
+
+    # --- the children -----------------------------------------------------------------
+    def manage_children(self) -> None:
+        """Keep `workers` children warming or idle, on top of those busy with a job."""
+        warm = sum(1 for c in self.children.values() if c.state in (WARMING, IDLE))
+        for _ in range(self.workers - warm):
+            self.spawn_child()
+
+    def spawn_child(self) -> None:
+        parent_chan, child_chan = protocol.socketpair()
+        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:                                  # the child: never returns
+            try:
+                parent_chan.close()
+                os.close(stderr_r)
+                child_main.main(child_chan, stderr_w, self.entry, self.policy,
+                                self.limits, self.available)
+            finally:
+                os._exit(child_main.EXIT_SETUP_FAILED)
+        child_chan.close()
+        os.close(stderr_w)
+        try:
+            os.setpgid(pid, pid)                      # both sides set it: no race
+        except OSError:
+            pass
+        parent_chan.setblocking(False)
+        os.set_blocking(stderr_r, False)
+        child = Child(pid, os.pidfd_open(pid), parent_chan, stderr_r)
+        self.children[pid] = child
+        self.selector.register(child.chan, selectors.EVENT_READ, ("chan", child))
+        self.selector.register(child.stderr_fd, selectors.EVENT_READ, ("stderr", child))
+        self.selector.register(child.pidfd, selectors.EVENT_READ, ("exit", child))
+
+    def on_child_message(self, child: Child) -> None:
+        try:
+            message, fds = protocol.recv(child.chan, max_fds=0)
+        except BlockingIOError:
+            return
+        except (EOFError, ConnectionError, protocol.ProtocolError):
+            self.forget(child.chan)                   # its exit will tell the rest
+            return
+        protocol.close_all(fds)
+        if child.state == WARMING and message.get("type") == "ready":
+            child.state = IDLE
+            self.setup_failures = 0
+            if self.applied is None:
+                self.applied = [str(name) for name in message.get("layers", [])][:16]
+            self.announce_ready()
+        elif child.state == BUSY and child.report is None:
+            child.report = message
+            child.deadline = min(child.deadline, time.monotonic() + EXIT_GRACE_S)
+        else:                                         # a message out of turn: hostile
+            self.kill(child, "protocol")
+
+    def on_child_stderr(self, child: Child) -> None:
+        try:
+            data = os.read(child.stderr_fd, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self.forget(child.stderr_fd)
+            return
+        child.stderr_tail = (child.stderr_tail + data)[-STDERR_TAIL_BYTES:]
+
+    def forget(self, fileobj) -> None:
+        """Stop watching a socket, pipe or pidfd (idempotent)."""
+        try:
+            self.selector.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    def murder_overdue(self) -> None:
+        now = time.monotonic()
+        for child in list(self.children.values()):
+            if child.killed:
+                continue
+            if child.state == BUSY and now >= child.deadline:
+                # Past the deadline with no report: "timeout". With a report, the child
+                # only failed to exit in its grace period: its report still stands.
+                self.kill(child, "deadline" if child.report is None else "exit_grace")
+            elif child.state == WARMING and now >= child.started + READY_TIMEOUT_S:
+                self.kill(child, "setup")
+
+    def kill(self, child: Child, why: str) -> None:
+        """SIGKILL the child's whole group; reaping follows when its pidfd fires."""
+        child.killed = child.killed or why           # the first cause wins
+        try:
+            signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.killpg(child.pid, signal.SIGKILL)      # safe: the pid is not reaped yet
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def reap(self, child: Child) -> None:
+        """The child is gone: collect its status and usage, answer its job, forget it."""
+        _, wait_status, usage = os.wait4(child.pid, 0)
+        # Its last words may still sit unread in the channel and pipe: read them first.
+        if child.report is None and child.state == BUSY:
+            self.on_child_message(child)
+        drain_stderr(child)
+        for fileobj in (child.chan, child.stderr_fd, child.pidfd):
+            self.forget(fileobj)
+        child.chan.close()
+        os.close(child.stderr_fd)
+        os.close(child.pidfd)
+        del self.children[child.pid]
+        if child.job is None:
+            if child.state == WARMING:
+                self.setup_failures += 1
+                if self.setup_failures >= MAX_SETUP_FAILURES:
+                    self.fatal("children die before they are confined: "
+                               + describe_wait(wait_status))
+            return
+        self.answer(child, wait_status, usage)
+
+    def answer(self, child: Child, wait_status: int, usage) -> None:
+        job = child.job
+        stats = {"wall_s": round(time.monotonic() - child.job_started, 6),
+                 "cpu_s": round(usage.ru_utime + usage.ru_stime, 6),
+                 "max_rss_mb": round(usage.ru_maxrss / 1024, 3)}
+        exit_code = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else None
+        sig = os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None
+        base = {"stats": stats, "exit_code": exit_code, "signal": sig}
+        clean_exit = exit_code == child_main.EXIT_REPORTED or child.killed == "exit_grace"
+        if child.killed in ("shutdown", "protocol", "setup"):
+            self.send_result(job.id, "crashed", KILL_REASONS[child.killed], **base)
+        elif clean_exit and child.report is not None:
+            self.answer_report(job, child.report, base)
+        else:
+            status, reason = classify_exit(
+                wait_status, killed_for_deadline=child.killed == "deadline",
+                cpu_s=stats["cpu_s"], cpu_limit_s=job.limits.cpu_s,
+                stderr_tail=child.stderr_tail)
+            self.send_result(job.id, status, reason, **base)
+        job.output.close()
+
+    def answer_report(self, job: Job, report: dict, base: dict) -> None:
+        """Turn a child's (untrusted) report into a result for the server."""
+        status = report.get("status")
+        if status == "ok":
+            lengths = report.get("lengths")
+            if (not isinstance(lengths, list) or len(lengths) > 100_000
+                    or not all(isinstance(n, int) and n >= 0 for n in lengths)
+                    or sum(lengths) > job.output.size):
+                self.send_result(job.id, "crashed", "reported invalid output lengths", **base)
+                return
+            self.send_result(job.id, "ok", "", lengths=lengths, fds=[job.output.fileno()],
+                             **base)
+        elif status == "error":
+            error = str(report.get("error", ""))[:child_main._ERROR_TEXT_MAX]
+            self.send_result(job.id, "error", "the entry raised an exception",
+                             error=error, **base)
+        elif status == "memory":
+            self.send_result(job.id, "memory", "ran out of memory (MemoryError)", **base)
+        elif status == "output_too_large":
+            self.send_result(job.id, "output_too_large",
+                             f"outputs exceed {job.limits.output_mb} MB", **base)
+        else:
+            self.send_result(job.id, "crashed", "sent an invalid report", **base)
+
+    # --- answers to the server ---------------------------------------------------------
+    def send_result(self, job_id, status: str, reason: str, *, fds: list[int] = (),
+                    **fields) -> None:
+        message = {"type": "result", "id": job_id, "status": status, "reason": reason, **fields}
+        # The fds are dup'ed so the job's MemFile can be closed now; the outbox owns these.
+        self.outbox.append((message, [os.dup(fd) for fd in fds]))
+        self.flush_outbox()
+
+    def announce_ready(self) -> None:
+        if self.announced:
+            return
+        self.announced = True
+        layers = [dict(s.to_dict(), active=s.name in (self.applied or []))
+                  for s in self.layers]
+        self.outbox.append(({"type": "ready", "pid": os.getpid(), "layers": layers}, []))
+
+    def fatal(self, reason: str) -> None:
+        self.running = False
+        try:
+            self.control.setblocking(True)
+            protocol.send(self.control, {"type": "fatal", "reason": reason[:2000]})
+        except OSError:
+            pass
+
+    def flush_outbox(self) -> None:
+        while self.outbox:
+            message, fds = self.outbox[0]
+            try:
+                protocol.send(self.control, message, fds)
+            except BlockingIOError:
+                return                    # the server is slow: retried on the next tick
+            except OSError:
+                self.running = False      # the server is gone
+                return
+            self.outbox.popleft()
+            protocol.close_all(fds)
+
+    def stop(self) -> None:
+        """Kill every child, reap them all (bounded), answer their jobs, exit."""
+        for child in self.children.values():
+            self.kill(child, "shutdown")
+        deadline = time.monotonic() + 5.0
+        while self.children and time.monotonic() < deadline:
+            for child in list(self.children.values()):
+                self.reap(child)
+        for job in self.pending:
+            protocol.close_all(job.input_fds)
+            job.output.close()
+            self.send_result(job.id, "crashed", "the sandbox is closing")
+        self.pending.clear()
+        try:
+            self.control.setblocking(True)
+            self.control.settimeout(2.0)
+            self.flush_outbox()
+        except OSError:
+            pass
+
+
+def drain_stderr(child: Child) -> None:
+    """Read what is left in a dead child's stderr pipe (it may hold the cause of death)."""
+    try:
+        while True:
+            data = os.read(child.stderr_fd, 65536)
+            if not data:
+                return
+            child.stderr_tail = (child.stderr_tail + data)[-STDERR_TAIL_BYTES:]
+    except (BlockingIOError, OSError):
+        return
+
+
+def describe_wait(wait_status: int) -> str:
+    if os.WIFEXITED(wait_status):
+        return f"exit status {os.WEXITSTATUS(wait_status)}"
+    return f"signal {os.WTERMSIG(wait_status)}"
+
+
+def load_entry(spec: str) -> Callable:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"entry {spec!r} is not 'package.module:function'")
+    target = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"entry {spec!r} is not callable")
+    return target
+
+
+def main(control_fd: int) -> None:
+    """Entry of the fork server process (see sandbox.sandbox.Sandbox._spawn)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)            # PR_SET_PDEATHSIG: die with the server
+    control = socket.socket(fileno=control_fd)
+    config, _ = protocol.recv(control)
+    if os.getppid() != config["parent_pid"]:
+        os._exit(1)                                  # the server died before we got here
+    sys.path[:] = config["sys_path"]
+    os.environ.clear()
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    try:
+        entry = load_entry(config["entry"])
+        if config.get("warmup"):
+            load_entry(config["warmup"])()
+    except BaseException as exc:
+        protocol.send(control, {"type": "fatal",
+                                "reason": "cannot load the entry: "
+                                          + child_main.describe_exception(exc)})
+        return
+    # Objects alive now are shared by every child; freezing them keeps the collector
+    # from touching (and so copying) their pages after each fork.
+    gc.collect()
+    gc.freeze()
+    server = ForkServer(control, entry, Limits.from_dict(config["limits"]),
+                        Policy.from_dict(config["policy"]), int(config["workers"]))
+    server.run()
+    os._exit(0)

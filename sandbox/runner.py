@@ -1,0 +1,347 @@
+"""Sandbox: the caller's handle on a fork server. Queues jobs, sends them, reads results.
+
+Runs in the caller's process (e.g. the aiohttp server's event loop). The fork server is a
+separate, clean interpreter started with an EMPTY environment (nothing of the caller's
+secrets reaches it or its children) and the caller's sys.path; it is restarted when it
+dies. All state lives on the event loop thread: no locks, no threads.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Iterable
+
+from sandbox import protocol
+from sandbox.layers.base import LayerStatus
+from sandbox.layers.rlimits import MAX_JOB_FDS
+from sandbox.limits import Limits
+from sandbox.memfd import MemFile
+from sandbox.policy import Policy
+from sandbox.result import Result, Stats
+
+START_TIMEOUT_S = 60.0        # imports + warm-up + first confined children
+RESULT_GRACE_S = 5.0          # beyond a job's wall limit before we stop trusting the fork server
+RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+# The fork server's whole world: its sys.path arrives in argv, the rest over the socket.
+_BOOT = "import sys; sys.path[:0] = {path!r}; from sandbox.forkserver import main; main({fd})"
+
+
+class SandboxError(Exception):
+    """The sandbox cannot start (e.g. a required isolation layer is missing here)."""
+
+
+class Sandbox:
+    """Runs `entry(inputs: list[memoryview], params: dict) -> list[bytes]` in confined,
+    single-use children forked from a warm fork server.
+
+    workers: children running jobs at once (and as many kept warm ahead of time).
+    queue: jobs that may wait for a worker; beyond that run() answers "busy" at once.
+    warmup: optional "module:function" called once in the fork server after importing
+        the entry (trusted code: e.g. run a sample job so children start with warm caches).
+    """
+
+    def __init__(self, entry: str, *, limits: Limits | None = None, workers: int | None = None,
+                 queue: int = 16, policy: Policy | None = None, warmup: str | None = None) -> None:
+        if ":" not in entry:
+            raise ValueError(f"entry {entry!r} is not 'package.module:function'")
+        if queue < 0:
+            raise ValueError(f"queue must be >= 0, got {queue!r}")
+        self.entry = entry
+        self.limits = limits or Limits()
+        self.workers = workers or os.cpu_count() or 1
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers!r}")
+        self.queue = queue
+        self.policy = policy or Policy()
+        self.warmup = warmup
+        self._ids = itertools.count(1)
+        self._proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._pidfd: int | None = None
+        self._futures: dict[int, asyncio.Future] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self._waiting = 0
+        self._in_flight = 0
+        self._layers: list[dict] = []
+        self._ready: asyncio.Future | None = None
+        self._restarting: asyncio.Task | None = None
+        self._restarts = 0
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sync_loop: asyncio.AbstractEventLoop | None = None
+
+    # --- public state -----------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return bool(self._ready and self._ready.done() and not self._ready.exception()
+                    and self._proc is not None and not self._closed)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._waiting
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def restarts(self) -> int:
+        return self._restarts
+
+    @property
+    def fork_server_pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def layers(self) -> list[LayerStatus]:
+        """The isolation layers on this host: available, applied, and why not."""
+        return [LayerStatus(name=d["name"], available=d["available"] and d.get("active", False),
+                            detail=d["detail"] if d.get("active") or not d["available"]
+                            else f"{d['detail']} (not applied)")
+                for d in self._layers]
+
+    # --- life cycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(self.workers)
+        await self._spawn()
+
+    async def __aenter__(self) -> "Sandbox":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _spawn(self) -> None:
+        """Start the fork server and wait until it has warm, confined children."""
+        ours, theirs = protocol.socketpair()
+        # Started from the event loop thread (PR_SET_PDEATHSIG follows the spawning thread).
+        # exec'd, never a bare fork of this process: it may have threads and secrets.
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", _BOOT.format(path=list(sys.path), fd=theirs.fileno())],
+            pass_fds=[theirs.fileno()], env={}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, close_fds=True, cwd="/")
+        theirs.close()
+        self._sock = ours
+        protocol.send(ours, {"entry": self.entry, "warmup": self.warmup,
+                             "limits": self.limits.to_dict(), "policy": self.policy.to_dict(),
+                             "workers": self.workers, "sys_path": list(sys.path),
+                             "parent_pid": os.getpid()})
+        ours.setblocking(False)
+        self._ready = self._loop.create_future()
+        self._loop.add_reader(ours.fileno(), self._on_readable)
+        self._pidfd = os.pidfd_open(self._proc.pid)
+        self._loop.add_reader(self._pidfd, self._on_fork_server_exit)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            self._kill_fork_server()
+            raise SandboxError("the fork server did not become ready in time") from None
+        except SandboxError:
+            self._kill_fork_server()
+            raise
+
+    async def close(self) -> None:
+        """Cancel queued jobs, kill children and the fork server; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._restarting:
+            self._restarting.cancel()
+        if self._sock is not None:
+            try:
+                protocol.send(self._sock, {"type": "shutdown"})
+            except OSError:
+                pass
+        proc = self._proc
+        if proc is not None:
+            deadline = time.monotonic() + 3.0
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        self._kill_fork_server()
+        self._fail_all("crashed", "the sandbox was closed")
+
+    # --- jobs -------------------------------------------------------------------------
+    async def run(self, inputs: Iterable[bytes | bytearray | memoryview | MemFile],
+                  params: dict | None = None, limits: Limits | None = None) -> Result:
+        """Run one job; never raises for anything the job does (see Result.status)."""
+        inputs = list(inputs)
+        if len(inputs) > MAX_JOB_FDS:
+            raise ValueError(f"at most {MAX_JOB_FDS} inputs per job, got {len(inputs)}")
+        limits = self.limits.tightened(limits)
+        if self._closed:
+            return Result("busy", reason="the sandbox is closed")
+        if not self.ready:
+            return Result("busy", reason="the sandbox is starting or restarting")
+        if self._slots.locked() and self._waiting >= self.queue:
+            return Result("busy", reason="every worker is busy and the queue is full")
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        self._in_flight += 1
+        try:
+            if not self.ready:
+                return Result("busy", reason="the sandbox is restarting")
+            return await self._run_now(inputs, params or {}, limits)
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
+
+    async def _run_now(self, inputs: list, params: dict, limits: Limits) -> Result:
+        owned = [item if isinstance(item, MemFile) else MemFile.from_bytes(item, "sandbox-input")
+                 for item in inputs]
+        try:
+            for mem in owned:
+                mem.seal()
+            job_id = next(self._ids)
+            future = self._loop.create_future()
+            self._futures[job_id] = future
+            await self._send({"type": "job", "id": job_id, "params": params,
+                              "limits": limits.to_dict()}, [m.fileno() for m in owned])
+            try:
+                return await asyncio.wait_for(asyncio.shield(future),
+                                              limits.wall_s + RESULT_GRACE_S + 10.0)
+            except asyncio.TimeoutError:
+                # The fork server enforces deadlines; if it did not answer, it is broken.
+                self._futures.pop(job_id, None)
+                self._kill_fork_server()
+                return Result("crashed", reason="the fork server stopped answering")
+        finally:
+            for item, mem in zip(inputs, owned):
+                if mem is not item:
+                    mem.close()
+
+    async def _send(self, message: dict, fds: list[int]) -> None:
+        while True:
+            try:
+                protocol.send(self._sock, message, fds)
+                return
+            except BlockingIOError:
+                await asyncio.sleep(0.001)   # the fork server's buffer is full: rare, brief
+
+    def run_sync(self, inputs, params: dict | None = None, limits: Limits | None = None) -> Result:
+        """Blocking twin of run() for command-line use; starts the sandbox on first use."""
+        if self._sync_loop is None:
+            self._sync_loop = asyncio.new_event_loop()
+            self._sync_loop.run_until_complete(self.start())
+        return self._sync_loop.run_until_complete(self.run(inputs, params, limits))
+
+    def close_sync(self) -> None:
+        if self._sync_loop is not None:
+            self._sync_loop.run_until_complete(self.close())
+            self._sync_loop.close()
+            self._sync_loop = None
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close_sync()
+
+    # --- the fork server's answers ------------------------------------------------------
+    def _on_readable(self) -> None:
+        while self._sock is not None:
+            try:
+                message, fds = protocol.recv(self._sock)
+            except BlockingIOError:
+                return
+            except (EOFError, ConnectionError, protocol.ProtocolError):
+                self._on_fork_server_exit()
+                return
+            kind = message.get("type")
+            if kind == "result":
+                self._on_result(message, fds)
+            elif kind == "ready":
+                protocol.close_all(fds)
+                self._layers = message.get("layers", [])
+                if not self._ready.done():
+                    self._ready.set_result(None)
+            elif kind == "fatal":
+                protocol.close_all(fds)
+                if not self._ready.done():
+                    self._ready.set_exception(SandboxError(message.get("reason", "")))
+            else:
+                protocol.close_all(fds)
+
+    def _on_result(self, message: dict, fds: list[int]) -> None:
+        future = self._futures.pop(message.get("id"), None)
+        try:
+            outputs = []
+            if message.get("status") == "ok":
+                with MemFile(fd=fds.pop()) as out:
+                    offset = 0
+                    for length in message["lengths"]:
+                        outputs.append(out.read(offset, length))
+                        offset += length
+            result = Result(
+                status=message["status"], reason=message.get("reason", ""), outputs=outputs,
+                error=message.get("error"), stats=Stats(**message.get("stats", {})),
+                exit_code=message.get("exit_code"), signal=message.get("signal"))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            result = Result("crashed", reason=f"malformed result from the fork server: {exc}")
+        finally:
+            protocol.close_all(fds)
+        if future is not None and not future.done():
+            future.set_result(result)
+
+    def _on_fork_server_exit(self) -> None:
+        """The fork server died (or closed its socket): fail its jobs, restart it."""
+        if self._sock is None:
+            return
+        self._kill_fork_server()
+        reason = "the fork server died"
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(SandboxError(reason + " during start-up"))
+        self._fail_all("crashed", reason)
+        if not self._closed and (self._restarting is None or self._restarting.done()):
+            self._restarting = self._loop.create_task(self._restart())
+
+    async def _restart(self) -> None:
+        for attempt in itertools.count():
+            await asyncio.sleep(RESTART_BACKOFF_S[min(attempt, len(RESTART_BACKOFF_S) - 1)])
+            if self._closed:
+                return
+            try:
+                await self._spawn()
+                self._restarts += 1
+                return
+            except (SandboxError, OSError):
+                continue
+
+    def _fail_all(self, status: str, reason: str) -> None:
+        futures, self._futures = self._futures, {}
+        for future in futures.values():
+            if not future.done():
+                future.set_result(Result(status, reason=reason))
+
+    def _kill_fork_server(self) -> None:
+        """SIGKILL and reap the fork server (its children die with it: PDEATHSIG)."""
+        if self._sock is not None:
+            try:
+                self._loop.remove_reader(self._sock.fileno())
+            except (ValueError, RuntimeError):
+                pass
+            self._sock.close()
+            self._sock = None
+        if self._pidfd is not None:
+            try:
+                self._loop.remove_reader(self._pidfd)
+            except (ValueError, RuntimeError):
+                pass
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+            self._proc = None

@@ -1,0 +1,201 @@
+"""Entry functions for the sandbox tests: each tries one thing inside a confined child.
+
+Imported by the fork server (it receives the test process's sys.path). `dispatch` is the
+one entry: params["do"] names the attempt, so one Sandbox serves every test.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import sys
+import threading
+import time
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def echo(inputs, params):
+    return [bytes(view) for view in inputs]
+
+
+def concat(inputs, params):
+    return [b"".join(bytes(v) for v in inputs) + params.get("suffix", "").encode()]
+
+
+def read_passwd(inputs, params):
+    with open("/etc/passwd", "rb") as f:
+        return [f.read()]
+
+
+def write_tmp(inputs, params):
+    with open("/tmp/notrace-sandbox-escape", "wb") as f:
+        f.write(b"escaped")
+    return [b"wrote"]
+
+
+def write_cwd(inputs, params):
+    with open(os.path.join(params["cwd"], "notrace-sandbox-escape"), "wb") as f:
+        f.write(b"escaped")
+    return [b"wrote"]
+
+
+def connect(inputs, params):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.connect(("127.0.0.1", params["port"]))
+    return [b"connected"]
+
+
+def execve(inputs, params):
+    os.execv("/bin/sh", ["/bin/sh", "-c", "echo escaped"])
+
+
+def fork(inputs, params):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    return [b"forked"]
+
+
+def kill_parent(inputs, params):
+    os.kill(os.getppid(), 9)
+    return [b"killed"]
+
+
+def kill_pid(inputs, params):
+    os.kill(params["pid"], 9)
+    return [b"killed"]
+
+
+def ptrace(inputs, params):
+    PTRACE_ATTACH = 16
+    if libc.ptrace(PTRACE_ATTACH, os.getppid(), None, None) != 0:
+        return [b"refused:" + os.strerror(ctypes.get_errno()).encode()]
+    return [b"attached"]
+
+
+def environment(inputs, params):
+    seen = repr(dict(os.environ)).encode()
+    try:
+        with open(f"/proc/{params['server_pid']}/environ", "rb") as f:
+            seen += f.read()
+    except OSError as exc:
+        seen += f"|{type(exc).__name__}".encode()
+    return [seen]
+
+
+def mount(inputs, params):
+    if libc.mount(b"none", b"/tmp", b"tmpfs", 0, None) != 0:
+        return [b"refused:" + os.strerror(ctypes.get_errno()).encode()]
+    return [b"mounted"]
+
+
+def unshare(inputs, params):
+    CLONE_NEWNS = 0x00020000
+    if libc.unshare(CLONE_NEWNS) != 0:
+        return [b"refused:" + os.strerror(ctypes.get_errno()).encode()]
+    return [b"unshared"]
+
+
+def setuid_root(inputs, params):
+    os.setuid(0)
+    return [b"root"]
+
+
+def allocate(inputs, params):
+    hog = bytearray(params["mb"] << 20)
+    return [bytes(len(hog).to_bytes(8, "little"))]
+
+
+def malloc_and_touch(inputs, params):
+    """Allocate from C and crash on failure, like a C library that ignores NULL."""
+    size = params["mb"] << 20
+    libc.malloc.restype = ctypes.c_void_p
+    ptr = libc.malloc(ctypes.c_size_t(size))
+    ctypes.memset(ptr, 1, size)          # NULL when the limit refused it: SIGSEGV
+    return [b"touched"]
+
+
+def spin(inputs, params):
+    end = time.monotonic() + params.get("s", 3600)
+    x = 0
+    while time.monotonic() < end:
+        x += 1
+    return [b"spun"]
+
+
+def sleep(inputs, params):
+    time.sleep(params["s"])
+    return [b"slept"]
+
+
+def big_output(inputs, params):
+    return [b"x" * (params["mb"] << 20), b"y"]
+
+
+def threads(inputs, params):
+    results = []
+    workers = [threading.Thread(target=lambda i=i: results.append(i * i)) for i in range(8)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    return [repr(sorted(results)).encode()]
+
+
+def prints(inputs, params):
+    print("hello on stdout " * 1000)
+    print("hello on stderr " * 1000, file=sys.stderr)
+    os.write(1, b"\x00\x01raw bytes on fd 1" * 1000)
+    sys.stdout.flush()
+    return [b"printed"]
+
+
+def nothing(inputs, params):
+    return None
+
+
+def exit3(inputs, params):
+    os._exit(3)
+
+
+def raises(inputs, params):
+    raise ValueError("bad thing in /home/someone/secret.pdf happened")
+
+
+def segfault(inputs, params):
+    ctypes.string_at(0)
+
+
+def bad_return(inputs, params):
+    return 42
+
+
+def inputs_info(inputs, params):
+    """Prove inputs are read-only memoryviews of the exact bytes."""
+    out = []
+    for view in inputs:
+        try:
+            view[0:1] = b"Z"
+            writable = b"writable"
+        except TypeError:
+            writable = b"readonly"
+        out.append(writable + b":" + bytes(view))
+    return out
+
+
+def urandom_file(inputs, params):
+    with open("/dev/urandom", "rb") as f:
+        return [f.read(16)]
+
+
+def fd_count(inputs, params):
+    return [repr(sorted(int(n) for n in os.listdir("/proc/self/fd"))).encode()]
+
+
+def identity(inputs, params):
+    return [repr((os.getuid(), os.geteuid(), os.getgid())).encode()]
+
+
+def dispatch(inputs, params):
+    return globals()[params["do"]](inputs, params)

@@ -1,0 +1,167 @@
+"""The Sandbox's life: start, queue, busy, concurrency, fork-server death, close, leaks."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from sandbox import Limits, Policy, Sandbox, SandboxError
+from tests.sandbox.conftest import ENTRY, TEST_LIMITS, run
+
+JOB = {"do": "concat", "suffix": "!"}
+
+
+def fork_server(sb: Sandbox) -> psutil.Process:
+    return psutil.Process(sb.fork_server_pid)
+
+
+def memfds(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:")
+        except OSError:
+            pass
+    return count
+
+
+async def wait_ready(sb: Sandbox, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not sb.ready:
+        assert time.monotonic() < deadline, "sandbox did not become ready"
+        await asyncio.sleep(0.05)
+
+
+def test_layers_are_reported(sb):
+    layers = {status.name: status for status in sb.layers()}
+    assert set(layers) == {"privileges", "namespaces", "rlimits", "landlock", "seccomp"}
+    for name in ("privileges", "rlimits", "landlock", "seccomp"):
+        assert layers[name].available, layers[name]
+        assert layers[name].detail
+    assert layers["namespaces"].detail    # active, or the reason it is not
+
+
+def test_per_call_limits_only_tighten(sb):
+    result = run(sb, "allocate", mb=400, limits=Limits(memory_mb=100_000))
+    assert result.status == "memory"
+    assert run(sb, "allocate", mb=100, limits=Limits(memory_mb=50)).status == "memory"
+    assert run(sb, "allocate", mb=100).status == "ok"
+
+
+def test_unknown_entry_fails_start():
+    with pytest.raises(SandboxError, match="cannot load the entry"):
+        with Sandbox("tests.sandbox.entries:no_such_function", workers=1) as bad:
+            bad.run_sync([], {})
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="entry"):
+        Sandbox("no_colon_here")
+    with pytest.raises(ValueError, match="queue"):
+        Sandbox(ENTRY, queue=-1)
+    with pytest.raises(ValueError, match="memory_mb"):
+        Limits(memory_mb=0)
+    with pytest.raises(ValueError, match="unknown layers"):
+        Policy(allow_missing_layers={"firewall"})
+
+
+async def test_busy_when_queue_is_full():
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=1, queue=0) as sb:
+        slow = asyncio.create_task(sb.run([], {"do": "sleep", "s": 1}))
+        await asyncio.sleep(0.2)
+        refused = await sb.run([], JOB)
+        assert refused.status == "busy" and "queue is full" in refused.reason
+        assert (await slow).status == "ok"
+        assert (await sb.run([b"a"], JOB)).outputs == [b"a!"]
+
+
+async def test_two_workers_run_in_parallel():
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=2, queue=4) as sb:
+        await sb.run([], JOB)
+        start = time.monotonic()
+        results = await asyncio.gather(*(sb.run([], {"do": "sleep", "s": 0.6}) for _ in range(2)))
+        assert [r.status for r in results] == ["ok", "ok"]
+        assert time.monotonic() - start < 1.1
+
+
+async def test_queued_jobs_all_run_in_order_of_submission():
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=2, queue=16) as sb:
+        results = await asyncio.gather(*(sb.run([str(i).encode()], JOB) for i in range(18)))
+        assert [r.outputs for r in results] == [[f"{i}!".encode()] for i in range(18)]
+
+
+async def test_fork_server_death_fails_fast_and_restarts():
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=1, queue=2) as sb:
+        first_pid = sb.fork_server_pid
+        in_flight = asyncio.create_task(sb.run([], {"do": "sleep", "s": 5}))
+        await asyncio.sleep(0.3)
+        os.kill(first_pid, signal.SIGKILL)
+        started = time.monotonic()
+        result = await in_flight
+        assert result.status == "crashed" and "fork server died" in result.reason
+        assert time.monotonic() - started < 2.0
+        refused = await sb.run([], JOB)
+        assert refused.status == "busy"
+        await wait_ready(sb)
+        assert sb.fork_server_pid != first_pid and sb.restarts == 1
+        assert (await sb.run([b"x"], JOB)).outputs == [b"x!"]
+
+
+async def test_close_cancels_queued_jobs_and_kills_children():
+    sb = Sandbox(ENTRY, limits=TEST_LIMITS, workers=1, queue=4)
+    await sb.start()
+    server = fork_server(sb)
+    jobs = [asyncio.create_task(sb.run([], {"do": "sleep", "s": 5})) for _ in range(3)]
+    await asyncio.sleep(0.3)
+    children = server.children()
+    assert children
+    started = time.monotonic()
+    await sb.close()
+    results = await asyncio.gather(*jobs)
+    assert time.monotonic() - started < 4.0
+    assert all(r.status in ("crashed", "busy") for r in results), results
+    gone, alive = psutil.wait_procs([server, *children], timeout=3)
+    assert not alive
+    assert (await sb.run([], JOB)).status == "busy"
+
+
+async def test_children_are_reaped_no_zombies():
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=2, queue=8) as sb:
+        await asyncio.gather(*(sb.run([], {"do": d}) for d in
+                               ["exit3", "segfault", "fork", "nothing", "raises"] * 2))
+        await asyncio.sleep(0.3)
+        children = fork_server(sb).children()
+        assert all(c.status() != psutil.STATUS_ZOMBIE for c in children)
+        assert len(children) == 2          # exactly the warm ones
+
+
+@pytest.mark.timeout(420)
+async def test_ten_thousand_jobs_leak_nothing():
+    me = psutil.Process()
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=2, queue=48) as sb:
+        server = fork_server(sb)
+
+        async def batch(n: int) -> None:
+            for start in range(0, n, 50):
+                results = await asyncio.gather(*(sb.run([b"in", b"put"], JOB)
+                                                 for _ in range(min(50, n - start))))
+                assert all(r.outputs == [b"input!"] for r in results), results[0]
+
+        await batch(100)
+        await asyncio.sleep(0.2)
+        base = {"rss": me.memory_info().rss, "fds": me.num_fds(),
+                "server_fds": server.num_fds(), "memfds": memfds(os.getpid()),
+                "server_memfds": memfds(server.pid)}
+        await batch(9_900)
+        await asyncio.sleep(0.3)
+        children = server.children()
+        assert len(children) == 2 and not any(c.status() == psutil.STATUS_ZOMBIE
+                                              for c in children)
+        assert me.num_fds() <= base["fds"]
+        assert server.num_fds() <= base["server_fds"]
+        assert memfds(os.getpid()) <= base["memfds"] and memfds(server.pid) <= base["server_memfds"]
+        assert me.memory_info().rss <= base["rss"] * 1.10, (me.memory_info().rss, base["rss"])
