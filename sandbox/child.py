@@ -10,6 +10,7 @@ import faulthandler
 import mmap
 import os
 import re
+import resource
 import socket
 from typing import Callable, NoReturn
 
@@ -56,6 +57,9 @@ def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
     except BaseException:
         os._exit(EXIT_CHANNEL_LOST)
     report = _run_job(entry, job, fds, limits, ctx.baseline_vm_bytes)
+    usage = resource.getrusage(resource.RUSAGE_SELF)   # all threads; the parent answers
+    report["usage"] = {"cpu_s": usage.ru_utime + usage.ru_stime,   # before our exit
+                       "max_rss_mb": usage.ru_maxrss / 1024}
     try:
         protocol.send(chan, report)
     except BaseException:

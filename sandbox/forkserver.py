@@ -73,6 +73,7 @@ class Child:
     job_started: float = 0.0
     deadline: float = 0.0
     killed: str | None = None      # why we SIGKILLed it: one of KILL_REASONS' keys
+    answered: bool = False         # its job's result has been sent
     report: dict | None = None
     stderr_tail: bytes = b""
 
@@ -106,8 +107,11 @@ class ForkServer:
         self.control.setblocking(False)
         self.selector.register(self.control, selectors.EVENT_READ, ("control", None))
         while self.running:
-            self.manage_children()
-            for key, _ in self.selector.select(self.next_timeout()):
+            needs_child = self.warm_count() < self.workers
+            # A job waiting for a warm child comes first; forking a replacement (a
+            # millisecond or more) waits for a moment with nothing else to do.
+            events = self.selector.select(0 if needs_child else self.next_timeout())
+            for key, _ in events:
                 kind, child = key.data
                 if child is not None and child.pid not in self.children:
                     continue                  # reaped earlier in this same batch
@@ -122,6 +126,9 @@ class ForkServer:
             self.murder_overdue()
             self.dispatch()
             self.flush_outbox()
+            if needs_child and (not events or self.pending):
+                self.spawn_child()
+                self.dispatch()
         self.stop()
 
     def next_timeout(self) -> float:
@@ -190,11 +197,9 @@ class ForkServer:
             child.deadline = child.job_started + job.limits.wall_s
 
     # --- the children -----------------------------------------------------------------
-    def manage_children(self) -> None:
-        """Keep `workers` children warming or idle, on top of those busy with a job."""
-        warm = sum(1 for c in self.children.values() if c.state in (WARMING, IDLE))
-        for _ in range(self.workers - warm):
-            self.spawn_child()
+    def warm_count(self) -> int:
+        """Children warming or idle: the loop keeps `workers` of them, besides busy ones."""
+        return sum(1 for c in self.children.values() if c.state in (WARMING, IDLE))
 
     def spawn_child(self) -> None:
         parent_chan, child_chan = protocol.socketpair()
@@ -238,8 +243,11 @@ class ForkServer:
                 self.applied = [str(name) for name in message.get("layers", [])][:16]
             self.announce_ready()
         elif child.state == BUSY and child.report is None:
+            # Answer now: the report is complete, and the child is already on its way
+            # out (os._exit). Its exit is reaped later, or forced after EXIT_GRACE_S.
             child.report = message
             child.deadline = min(child.deadline, time.monotonic() + EXIT_GRACE_S)
+            self.answer_report(child, message)
         else:                                         # a message out of turn: hostile
             self.kill(child, "protocol")
 
@@ -297,6 +305,8 @@ class ForkServer:
         os.close(child.stderr_fd)
         os.close(child.pidfd)
         del self.children[child.pid]
+        if child.answered:
+            return
         if child.job is None:
             if child.state == WARMING:
                 self.setup_failures += 1
@@ -307,49 +317,55 @@ class ForkServer:
         self.answer(child, wait_status, usage)
 
     def answer(self, child: Child, wait_status: int, usage) -> None:
+        """Answer the job of a child that died without reporting: from its wait status."""
         job = child.job
         stats = {"wall_s": round(time.monotonic() - child.job_started, 6),
                  "cpu_s": round(usage.ru_utime + usage.ru_stime, 6),
                  "max_rss_mb": round(usage.ru_maxrss / 1024, 3)}
         exit_code = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else None
         sig = os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None
-        base = {"stats": stats, "exit_code": exit_code, "signal": sig}
-        clean_exit = exit_code == child_main.EXIT_REPORTED or child.killed == "exit_grace"
         if child.killed in ("shutdown", "protocol", "setup"):
-            self.send_result(job.id, "crashed", KILL_REASONS[child.killed], **base)
-        elif clean_exit and child.report is not None:
-            self.answer_report(job, child.report, base)
+            status, reason = "crashed", KILL_REASONS[child.killed]
         else:
             status, reason = classify_exit(
                 wait_status, killed_for_deadline=child.killed == "deadline",
                 cpu_s=stats["cpu_s"], cpu_limit_s=job.limits.cpu_s,
                 stderr_tail=child.stderr_tail)
-            self.send_result(job.id, status, reason, **base)
-        job.output.close()
+        self.finish(child, status, reason, stats=stats, exit_code=exit_code, signal=sig)
 
-    def answer_report(self, job: Job, report: dict, base: dict) -> None:
-        """Turn a child's (untrusted) report into a result for the server."""
-        status = report.get("status")
+    def answer_report(self, child: Child, report: dict) -> None:
+        """Turn a child's (untrusted) report into the job's result."""
+        usage = report.get("usage") if isinstance(report.get("usage"), dict) else {}
+        stats = {"wall_s": round(time.monotonic() - child.job_started, 6),
+                 "cpu_s": _number(usage.get("cpu_s")), "max_rss_mb": _number(usage.get("max_rss_mb"))}
+        done = {"stats": stats, "exit_code": None, "signal": None}
+        job, status = child.job, report.get("status")
         if status == "ok":
             lengths = report.get("lengths")
             if (not isinstance(lengths, list) or len(lengths) > 100_000
-                    or not all(isinstance(n, int) and n >= 0 for n in lengths)
+                    or not all(type(n) is int and n >= 0 for n in lengths)
                     or sum(lengths) > job.output.size):
-                self.send_result(job.id, "crashed", "reported invalid output lengths", **base)
-                return
-            self.send_result(job.id, "ok", "", lengths=lengths, fds=[job.output.fileno()],
-                             **base)
+                self.finish(child, "crashed", "reported invalid output lengths", **done)
+            else:
+                self.finish(child, "ok", "", lengths=lengths, fds=[job.output.fileno()], **done)
         elif status == "error":
             error = str(report.get("error", ""))[:child_main._ERROR_TEXT_MAX]
-            self.send_result(job.id, "error", "the entry raised an exception",
-                             error=error, **base)
+            self.finish(child, "error", "the entry raised an exception", error=error, **done)
         elif status == "memory":
-            self.send_result(job.id, "memory", "ran out of memory (MemoryError)", **base)
+            self.finish(child, "memory", "ran out of memory (MemoryError)", **done)
         elif status == "output_too_large":
-            self.send_result(job.id, "output_too_large",
-                             f"outputs exceed {job.limits.output_mb} MB", **base)
+            self.finish(child, "output_too_large",
+                        f"outputs exceed {job.limits.output_mb} MB", **done)
         else:
-            self.send_result(job.id, "crashed", "sent an invalid report", **base)
+            self.finish(child, "crashed", "sent an invalid report", **done)
+
+    def finish(self, child: Child, status: str, reason: str, **fields) -> None:
+        """Send the job's one result (the first cause wins) and release its output."""
+        if child.answered:
+            return
+        child.answered = True
+        self.send_result(child.job.id, status, reason, **fields)
+        child.job.output.close()
 
     # --- answers to the server ---------------------------------------------------------
     def send_result(self, job_id, status: str, reason: str, *, fds: list[int] = (),
@@ -468,3 +484,10 @@ def main(control_fd: int) -> None:
                         Policy.from_dict(config["policy"]), int(config["workers"]))
     server.run()
     os._exit(0)
+
+
+def _number(value) -> float:
+    """A child-reported statistic: a finite, non-negative float, else 0."""
+    if type(value) not in (int, float) or not 0 <= value < 1e12:
+        return 0.0
+    return round(float(value), 6)
