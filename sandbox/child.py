@@ -36,13 +36,17 @@ _MEMORY_WORDS = ("bad_alloc", "Cannot allocate memory", "out of memory")
 
 
 def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
-         limits: Limits, available: dict[str, bool]) -> NoReturn:
+         limits: Limits, available: dict[str, bool], library_fds: tuple[int, ...] = ()
+         ) -> NoReturn:
     """Confine this process, announce readiness, run exactly one job, exit."""
     try:
         os.setpgid(0, 0)                      # its own process group, killed as one
         os.dup2(stderr_fd, 1)                 # prints go to the diagnostics pipe,
         os.dup2(stderr_fd, 2)                 # never into the job channel
-        keep = sorted({1, 2, chan.fileno()})
+        # library_fds: random-device fds a library cached in the fork server (see
+        # forkserver.library_fds); closing them would leave the library reading from
+        # whatever fd number comes next, e.g. a job input.
+        keep = sorted({1, 2, chan.fileno(), *library_fds})
         _close_fds_except(keep)
         os.environ.clear()                    # the fork server's env is already empty
         faulthandler.enable(file=2, all_threads=False)  # a crash leaves a trace for classification

@@ -23,6 +23,7 @@ import resource
 import selectors
 import signal
 import socket
+import stat
 import sys
 import time
 from typing import Callable
@@ -80,8 +81,9 @@ class Child:
 
 class ForkServer:
     def __init__(self, control: socket.socket, entry: Callable, limits: Limits,
-                 policy: Policy, workers: int) -> None:
+                 policy: Policy, workers: int, library_fds: tuple[int, ...] = ()) -> None:
         self.control = control
+        self.library_fds = library_fds
         self.entry = entry
         self.limits = limits
         self.policy = policy
@@ -210,7 +212,7 @@ class ForkServer:
                 parent_chan.close()
                 os.close(stderr_r)
                 child_main.main(child_chan, stderr_w, self.entry, self.policy,
-                                self.limits, self.available)
+                                self.limits, self.available, self.library_fds)
             finally:
                 os._exit(child_main.EXIT_SETUP_FAILED)
         child_chan.close()
@@ -443,6 +445,36 @@ def describe_wait(wait_status: int) -> str:
     return f"signal {os.WTERMSIG(wait_status)}"
 
 
+_RANDOM_DEVICES = {os.makedev(1, 8), os.makedev(1, 9)}     # /dev/random, /dev/urandom
+
+
+def library_fds(control_fd: int) -> tuple[int, ...]:
+    """Descriptors the entry's import or warm-up left open, which children must keep.
+
+    Libraries cache descriptors (qpdf keeps /dev/urandom open once it made a key). A
+    child closes every fd it does not know; a cached number would then point at the
+    next fd opened, maybe a job input. Random devices are kept open in children (they
+    grant nothing); any other leftover is refused, naming it, rather than guessed at.
+    """
+    kept, refused = [], []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd == control_fd:
+            continue
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            continue                              # the listdir's own, now closed
+        if stat.S_ISCHR(info.st_mode) and info.st_rdev in _RANDOM_DEVICES:
+            kept.append(fd)
+        else:
+            refused.append(f"{fd} ({stat.filemode(info.st_mode)})")
+    if refused:
+        raise ValueError("the entry's import or warm-up left descriptors open, which "
+                         "children would inherit: " + ", ".join(refused))
+    return tuple(kept)
+
+
 def load_entry(spec: str) -> Callable:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -476,12 +508,17 @@ def main(control_fd: int) -> None:
                                 "reason": "cannot load the entry: "
                                           + child_main.describe_exception(exc)})
         return
+    try:
+        kept = library_fds(control.fileno())
+    except ValueError as exc:
+        protocol.send(control, {"type": "fatal", "reason": str(exc)})
+        return
     # Objects alive now are shared by every child; freezing them keeps the collector
     # from touching (and so copying) their pages after each fork.
     gc.collect()
     gc.freeze()
     server = ForkServer(control, entry, Limits.from_dict(config["limits"]),
-                        Policy.from_dict(config["policy"]), int(config["workers"]))
+                        Policy.from_dict(config["policy"]), int(config["workers"]), kept)
     server.run()
     os._exit(0)
 

@@ -199,3 +199,32 @@ def identity(inputs, params):
 
 def dispatch(inputs, params):
     return globals()[params["do"]](inputs, params)
+
+
+def encrypt_warm_up():
+    """Fork-server warm-up that makes qpdf open and cache /dev/urandom (see library_fds)."""
+    import io
+    import pikepdf
+    pdf = pikepdf.new()
+    pdf.add_blank_page()
+    pdf.save(io.BytesIO(), encryption=pikepdf.Encryption(owner="o", user="u", R=6))
+
+
+def encrypt(inputs, params):
+    """AES-256 needs random bytes: from qpdf's cached /dev/urandom fd, never an input."""
+    import io
+    import pikepdf
+    keys = []
+    for _ in range(2):
+        pdf = pikepdf.new()
+        pdf.add_blank_page()
+        out = io.BytesIO()
+        pdf.save(out, encryption=pikepdf.Encryption(owner="o", user="u", R=6))
+        keys.append(out.getvalue())
+    return keys
+
+
+def open_fd_warm_up():
+    """A warm-up that leaks a regular fd: the fork server must refuse to fork with it."""
+    global _leaked
+    _leaked = os.open("/etc/hostname", os.O_RDONLY)

@@ -165,3 +165,22 @@ async def test_ten_thousand_jobs_leak_nothing():
         assert server.num_fds() <= base["server_fds"]
         assert memfds(os.getpid()) <= base["memfds"] and memfds(server.pid) <= base["server_memfds"]
         assert me.memory_info().rss <= base["rss"] * 1.10, (me.memory_info().rss, base["rss"])
+
+
+async def test_library_cached_random_fd_survives_into_children():
+    # qpdf caches /dev/urandom after its first key: children keep that fd, so a job's
+    # encryption reads real randomness, never the job's own input that would reuse the number.
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=1, queue=2,
+                       warmup="tests.sandbox.entries:encrypt_warm_up") as sb:
+        zeros = b"\0" * 4096
+        result = await sb.run([zeros, zeros, zeros], {"do": "encrypt"})
+        assert result.status == "ok", result
+        first, second = result.outputs
+        assert first != second               # fresh random keys each time
+
+
+async def test_warm_up_leaking_a_file_fd_is_refused():
+    with pytest.raises(SandboxError, match="left descriptors open"):
+        async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=1,
+                           warmup="tests.sandbox.entries:open_fd_warm_up"):
+            pass
