@@ -1,0 +1,170 @@
+"""Entry module of the CHILD: `run(inputs, params)` is what a confined child calls.
+
+Imported ONCE in the fork server, before any child exists. Inside a child there is no
+filesystem (Landlock), so everything any operation may need is imported here, at module
+import: the operation modules, and the submodules pikepdf, pypdf, Pillow and the codec
+machinery would otherwise import lazily on first use. `warm_up()` then runs a tiny merge
+and text extraction in-process to prime the rest (caches, first-use imports we missed).
+tests/operations/test_confinement.py runs every operation with imports and file opens
+forbidden after this module is imported, which is how the list below is kept complete.
+
+Contract: `run` never raises for a document problem. It returns
+`[manifest_json, *files]` where the manifest is
+    {"files": [{"name": ..., "media_type": ...}, ...], "output": ..., "report": {...}}
+or, with no files, {"problem": CODE, "detail": TEXT} (CODE from problems.PROBLEMS, TEXT our
+own words). Library warnings and log records are silenced (they quote document
+content). MemoryError is re-raised (the sandbox classifies the job as "memory"), and so
+are exceptions that mean a bug of ours rather than a bad document (see _common.OUR_BUGS).
+"""
+from __future__ import annotations
+
+# --- Everything the operations use, imported before confinement. --------------------
+import binascii  # noqa: F401
+import codecs
+import collections  # noqa: F401
+import encodings
+import importlib
+import io
+import json
+import logging
+import math  # noqa: F401
+import pkgutil
+import struct  # noqa: F401
+import warnings
+import zipfile  # noqa: F401
+import zlib  # noqa: F401
+
+import lxml.etree  # noqa: F401  (pikepdf's XMP parser)
+import PIL.Image
+import PIL.ImageCms  # noqa: F401  (images with ICC profiles)
+import PIL.ImageFile  # noqa: F401
+import PIL.Jpeg2KImagePlugin  # noqa: F401  (JPX images)
+import PIL.JpegImagePlugin  # noqa: F401
+import PIL.PngImagePlugin  # noqa: F401
+import PIL.TiffImagePlugin  # noqa: F401  (pikepdf hands CCITT images to Pillow as TIFF)
+import pikepdf
+import pypdf
+
+from notrace.operations import (active, flatten, images, metadata, optimize,  # noqa: F401
+                                pagework, reading, sanitize, security, stamp)
+from notrace.operations._common import OUR_BUGS, Output, configure_libraries
+from notrace.operations.pages import PageRangeError, SelectionTooLarge
+from notrace.operations.problems import Problem
+from notrace.operations.registry import OPERATIONS
+
+
+def _import_all_submodules(package) -> None:
+    """Import every submodule of a library: pikepdf and pypdf import many lazily (image
+    transcoding, JBIG2, page copying, font metrics, crypt providers...). Modules whose
+    optional dependency is missing fail to import here and stay absent, exactly as they
+    would later, without touching the filesystem inside the child."""
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".",
+                                      onerror=lambda _name: None):
+        try:
+            importlib.import_module(info.name)
+        except Exception:  # noqa: BLE001  optional dependency not installed
+            pass
+
+
+_import_all_submodules(pikepdf)
+_import_all_submodules(pypdf)
+
+# Codecs: a lookup by name imports encodings.<name> from disk the first time, and the
+# libraries look up many (PDF text strings, font encodings, XMP, and CJK codecs such as
+# gbk or shift_jis in pypdf's text extraction): import them all (about 120 small modules).
+_import_all_submodules(encodings)
+for _name in ("ascii", "latin-1", "utf-8", "utf-16-be", "cp1252", "charmap"):
+    codecs.lookup(_name)  # and prime the lookup cache of the common ones
+
+# Pillow imports all its format plugins on the first open or save it cannot serve with
+# the five preloaded ones (pikepdf's image decoding does that on some corpus files): do
+# it now. Our own opens pass formats= explicitly and never depend on this.
+PIL.Image.init()
+# The libraries' log records quote document content (font names, object dumps) and would
+# reach the job's stderr: a zero-trace service keeps them quiet.
+for _logger in ("pypdf", "pikepdf", "PIL"):
+    logging.getLogger(_logger).setLevel(logging.CRITICAL + 1)
+
+#: Fixed detail for every library failure on a document.
+MALFORMED_DETAIL = "the document is damaged or uses something this service cannot process"
+
+
+def _resolve(spec: str):
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+#: name -> implementation, resolved now (the modules are already imported above).
+FUNCTIONS = {name: _resolve(op.function) for name, op in OPERATIONS.items()}
+configure_libraries()
+
+
+def _manifest(value: dict) -> bytes:
+    return json.dumps(value, ensure_ascii=True, sort_keys=True).encode()
+
+
+def _problem(code: str, detail: str, cause: BaseException | None = None) -> list[bytes]:
+    value = {"problem": code, "detail": detail}
+    if cause is not None:  # the exception's class name only: never its message
+        value["cause"] = type(cause).__name__
+    return [_manifest(value)]
+
+
+def run(inputs: list[memoryview], params: dict) -> list[bytes]:
+    """Run one operation on validated params (Operation.validate's output). Child side."""
+    name = params["operation"]
+    function = FUNCTIONS[name]  # KeyError: the server sent an unknown name, our bug
+    try:
+        # Warnings quote document content too, and printing one reads the source file
+        # of the warning line (linecache), which confinement forbids.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            output: Output = function(inputs, params["params"], max_pages=params["max_pages"])
+    except MemoryError:
+        raise
+    except Problem as problem:
+        return _problem(problem.code, problem.detail)
+    except PageRangeError as exc:
+        return _problem("page_out_of_range", str(exc))
+    except SelectionTooLarge as exc:
+        return _problem("too_many_pages", str(exc))
+    except PIL.Image.DecompressionBombError as exc:
+        return _problem("too_large", "an image has more pixels than allowed", exc)
+    except OUR_BUGS:
+        raise
+    except Exception as exc:  # noqa: BLE001  library errors on hostile input (see module doc)
+        return _problem("malformed", MALFORMED_DETAIL, exc)
+    manifest = {"output": OPERATIONS[name].output,
+                "files": [{"name": f.name, "media_type": f.media_type} for f in output.files]}
+    if output.report is not None:
+        manifest["report"] = output.report
+    return [_manifest(manifest), *(f.data for f in output.files)]
+
+
+def _sample_pdf(pages: int) -> bytes:
+    pdf = pikepdf.new()
+    font = pdf.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Font,
+                                                Subtype=pikepdf.Name.Type1,
+                                                BaseFont=pikepdf.Name.Helvetica))
+    for n in range(1, pages + 1):
+        page = pdf.add_blank_page()
+        page.obj.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font))
+        page.obj.Contents = pdf.make_stream(b"BT /F1 12 Tf 72 700 Td (warm up %d) Tj ET" % n)
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+def warm_up() -> None:
+    """Run a tiny merge and text extraction in-process (fork server, before children
+    exist) so first-use imports and caches are done before confinement. Raises if the
+    operations do not work at all: better at start-up than in every job."""
+    sample = memoryview(_sample_pdf(2))
+    for operation, raw in (("merge", {}), ("text", {})):
+        params = OPERATIONS[operation].validate(raw)
+        inputs = [sample, sample] if operation == "merge" else [sample]
+        answer = run(inputs, {"operation": operation, "params": params, "max_pages": 10})
+        if "problem" in json.loads(answer[0]):
+            raise RuntimeError(f"warm_up: {operation} failed: {answer[0]!r}")
+    pypdf.PdfReader(io.BytesIO(bytes(sample))).pages[0].extract_text()
+    PIL.Image.new("RGB", (2, 2)).save(io.BytesIO(), format="PNG")

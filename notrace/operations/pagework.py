@@ -1,0 +1,99 @@
+"""Page assembly: merge, split, select, delete, rotate. Runs in the CHILD.
+
+merge/split/select/delete build a NEW document from copies of the chosen pages, instead
+of editing the input in place. qpdf copies what a page references and turns references
+to pages it did not copy (links, outline entries) into null, so a deleted page leaves no
+trace in the output; an in-place deletion would keep every page still reachable from the
+outline or a link (measured). The price: document-level structures (outline, form field
+tree, named destinations, page labels, document metadata) are not carried over.
+rotate only changes /Rotate, so it edits in place and keeps everything.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import pikepdf
+
+from notrace.operations._common import (Output, OutputFile, PDF, check_page_count, open_pdf,
+                                        page_rotation, pdf_output, save_pdf)
+from notrace.operations.pages import parse_pages, parse_ranges
+from notrace.operations.problems import Problem
+
+
+def _assemble(pages: Iterable[pikepdf.Page], version: str) -> bytes:
+    out = pikepdf.new()
+    out.pages.extend(pages)
+    return save_pdf(out, min_version=version)
+
+
+def _newest(versions: Iterable[str]) -> str:
+    def key(v: str) -> tuple:
+        try:
+            return tuple(int(x) for x in v.split("."))
+        except ValueError:  # hostile header: fall back to the oldest
+            return (1, 0)
+    return max(versions, key=key, default="1.4")
+
+
+def merge(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
+    """Concatenate inputs in the order given. The page limit applies to the result too."""
+    sources = []  # kept open until the save: qpdf copies stream data lazily
+    total = 0
+    for which, data in enumerate(inputs, start=1):
+        pdf = open_pdf(data, password=params.get("password"), max_pages=max_pages, which=which)
+        total += len(pdf.pages)
+        check_page_count(total, max_pages, "the merged document")
+        sources.append(pdf)
+    pages = [page for pdf in sources for page in pdf.pages]
+    return pdf_output(_assemble(pages, _newest(p.pdf_version for p in sources)))
+
+
+def split(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
+    """Several PDFs: one per part of `ranges`, or one per `every` pages. The pages of all
+    parts together may not exceed the page limit (parts may overlap)."""
+    pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
+    count = len(pdf.pages)
+    if params.get("ranges") is not None:
+        groups = parse_ranges(params["ranges"]).resolve_groups(count)
+    else:
+        every = params["every"]
+        groups = [list(range(i, min(i + every, count))) for i in range(0, count, every)]
+    if any(not g for g in groups) or not groups:
+        raise Problem("page_out_of_range", "ranges: a part selects no page of this document")
+    check_page_count(sum(len(g) for g in groups), max_pages, "the parts together")
+    files = [OutputFile(f"part-{k}.pdf", PDF,
+                        _assemble((pdf.pages[i] for i in group), pdf.pdf_version))
+             for k, group in enumerate(groups, start=1)]
+    return Output(files, {"parts": [[i + 1 for i in g] for g in groups]})
+
+
+def select(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
+    """The pages listed, in that order, duplicates kept ("3,1,1")."""
+    pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
+    indices = parse_pages(params["pages"]).resolve(len(pdf.pages), limit=max_pages)
+    if not indices:
+        raise Problem("page_out_of_range", "pages: the selection holds no page of this document")
+    return pdf_output(_assemble((pdf.pages[i] for i in indices), pdf.pdf_version))
+
+
+def delete(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
+    """Every page but those listed; refuses to delete all of them."""
+    pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
+    count = len(pdf.pages)
+    gone = parse_pages(params["pages"]).resolve_set(count)
+    kept = [i for i in range(count) if i not in gone]
+    if not kept:
+        raise Problem("page_out_of_range", "pages: deleting every page would leave no document")
+    return pdf_output(_assemble((pdf.pages[i] for i in kept), pdf.pdf_version),
+                      {"deleted": len(gone), "kept": len(kept)})
+
+
+def rotate(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
+    """Add `angle` to each selected page's /Rotate (in place; inherited values were
+    pushed down to the pages when the document was opened)."""
+    pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
+    chosen = parse_pages(params["pages"]).resolve_set(len(pdf.pages))
+    for i in sorted(chosen):
+        page = pdf.pages[i]
+        page.obj.Rotate = (page_rotation(page) + params["angle"]) % 360
+    return pdf_output(save_pdf(pdf), {"rotated": len(chosen)})

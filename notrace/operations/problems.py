@@ -1,0 +1,50 @@
+"""The closed set of document problems a child reports, and their HTTP meaning.
+
+Defined here once; the CHILD raises `Problem` (or library exceptions that child.run maps
+to "malformed"), child.run turns it into the manifest `{"problem": CODE, "detail": ...}`,
+and the SERVER maps CODE to an answer with `PROBLEMS[code].http_status`. Detail texts are
+our own fixed wording, never a library message, path or user filename.
+
+Not in this set, on purpose:
+- running out of memory: the child re-raises MemoryError so the sandbox ends the job and
+  classifies it by its own resource accounting (Result status "memory"), the same way as
+  an RLIMIT_AS abort inside C++ code that never reaches Python;
+- our own bugs (NameError, ImportError after confinement, PermissionError from Landlock):
+  they propagate, so they show as a crash (5xx), not as a user's bad document.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["ProblemKind", "PROBLEMS", "Problem"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProblemKind:
+    code: str
+    http_status: int
+    title: str
+
+
+PROBLEMS: dict[str, ProblemKind] = {k.code: k for k in (
+    ProblemKind("malformed", 422, "The document cannot be read or processed"),
+    ProblemKind("password_required", 422, "The document is encrypted: give its password"),
+    ProblemKind("password_wrong", 422, "The password does not open the document"),
+    ProblemKind("not_encrypted", 422, "The document is not encrypted"),
+    ProblemKind("too_many_pages", 413, "The document has more pages than allowed"),
+    ProblemKind("too_large", 413, "An image or page is larger than allowed"),
+    ProblemKind("page_out_of_range", 400, "A page selection names a page the document lacks"),
+    ProblemKind("unsupported_image", 415, "The image is not a JPEG or PNG this service reads"),
+)}
+
+
+class Problem(Exception):
+    """Raised in the child for a document problem; `code` is a key of PROBLEMS and
+    `detail` our own safe text (it may name a parameter and page numbers)."""
+
+    def __init__(self, code: str, detail: str | None = None) -> None:
+        if code not in PROBLEMS:
+            raise ValueError(f"unknown problem code {code!r}")
+        self.code = code
+        self.detail = detail or PROBLEMS[code].title
+        super().__init__(f"{code}: {self.detail}")

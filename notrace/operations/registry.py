@@ -1,0 +1,143 @@
+"""Every operation, declared once. Imported by the SERVER (routes, CLI, catalogue,
+OpenAPI) and by child.py (dispatch). Pure data: no PDF library is imported here."""
+from __future__ import annotations
+
+from notrace.operations.spec import Inputs, Operation, Param
+
+__all__ = ["OPERATIONS", "MAX_MERGE_INPUTS", "MAX_IMAGE_INPUTS"]
+
+MAX_MERGE_INPUTS = 50
+MAX_IMAGE_INPUTS = 100
+_PKG = "notrace.operations"
+
+# Shared parameter declarations (one object each, reused: no twins).
+PASSWORD = Param("password", "password",
+                 "Password that opens encrypted inputs (user or owner password). "
+                 "Outputs are written unencrypted unless the operation encrypts.",
+                 default=None, max_length=127)
+PAGES_ALL = Param("pages", "pages",
+                  'Pages to act on: "1,3,5-9", "all", "-1" (last), "odd", "even", "4-".',
+                  default="all")
+PAGES_REQUIRED = Param("pages", "pages",
+                       'Pages, in order (duplicates allowed): "3,1,1", "5-9", "-1", "odd", "4-".')
+_POSITIONS = ("center", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right")
+
+
+def _meta(field: str) -> Param:
+    return Param(field, "string",
+                 f"New {field}; an empty value deletes it; absent leaves it unchanged.",
+                 default=None, max_length=1024)
+
+
+def _allow(what: str) -> Param:
+    return Param(f"allow_{what}", "boolean", f"Permission to {what} the document.",
+                 default=True)
+
+
+_ONE_PDF = Inputs()
+_DECLARED = (
+    Operation("merge", "Concatenate PDFs in the order they were given.",
+              Inputs(min=2, max=MAX_MERGE_INPUTS), (PASSWORD,), "pdf",
+              f"{_PKG}.pagework:merge"),
+    Operation("split", 'Split into several PDFs: by ranges ("1-3,4-6") or every N pages.',
+              _ONE_PDF,
+              (Param("ranges", "ranges", 'Groups, each one output: "1-3,4-6,7-".',
+                     default=None),
+               Param("every", "integer", "Pages per output document.", default=None,
+                     minimum=1, maximum=100000),
+               PASSWORD),
+              "pdf_or_archive", f"{_PKG}.pagework:split", one_of=("ranges", "every")),
+    Operation("select", "Extract, reorder or duplicate pages.", _ONE_PDF,
+              (PAGES_REQUIRED, PASSWORD), "pdf", f"{_PKG}.pagework:select"),
+    Operation("delete", "Delete pages.", _ONE_PDF,
+              (Param("pages", "pages", 'Pages to delete: "2,4-6", "-1", "even".'), PASSWORD),
+              "pdf", f"{_PKG}.pagework:delete"),
+    Operation("rotate", "Rotate pages clockwise by 90, 180 or 270 degrees (adds to /Rotate).",
+              _ONE_PDF,
+              (Param("angle", "integer", "Clockwise rotation in degrees.",
+                     choices=(90, 180, 270)),
+               PAGES_ALL, PASSWORD),
+              "pdf", f"{_PKG}.pagework:rotate"),
+    Operation("compress", "Lossless recompression (object streams, Flate, unused objects "
+              "dropped); optional image downsampling.", _ONE_PDF,
+              (Param("image_dpi", "integer",
+                     "Downsample images drawn at more than this resolution (absent: "
+                     "images untouched).", default=None, minimum=36, maximum=1200),
+               Param("image_quality", "integer",
+                     "JPEG quality of images re-encoded by image_dpi.", default=80,
+                     minimum=10, maximum=95),
+               PASSWORD),
+              "pdf", f"{_PKG}.optimize:compress"),
+    Operation("linearize", "Linearize for fast web view.", _ONE_PDF, (PASSWORD,), "pdf",
+              f"{_PKG}.optimize:linearize"),
+    Operation("repair", "Rebuild the document by reading and writing it again.", _ONE_PDF,
+              (PASSWORD,), "pdf", f"{_PKG}.optimize:repair"),
+    Operation("info", "Describe the document: pages, sizes, version, metadata, active "
+              "content.", _ONE_PDF, (PASSWORD,), "json", f"{_PKG}.reading:info"),
+    Operation("text", "Extract the text of each page.", _ONE_PDF, (PAGES_ALL, PASSWORD),
+              "json", f"{_PKG}.reading:text"),
+    Operation("metadata", "Set or delete document information (and XMP).", _ONE_PDF,
+              tuple(_meta(f) for f in ("title", "author", "subject", "keywords", "creator",
+                                       "producer"))
+              + (Param("xmp", "enum", "sync: update the XMP metadata to match; drop: remove "
+                       "the XMP metadata.", default="sync", choices=("sync", "drop")),
+                 PASSWORD),
+              "pdf", f"{_PKG}.metadata:metadata"),
+    Operation("sanitize", "Remove metadata, JavaScript, actions, embedded files, "
+              "thumbnails and XFA; answer a report of what was removed.", _ONE_PDF,
+              (Param("remove_links", "boolean", "Also remove link annotations.",
+                     default=False),
+               PASSWORD),
+              "pdf", f"{_PKG}.sanitize:sanitize"),
+    Operation("encrypt", "Encrypt with AES-256.", _ONE_PDF,
+              (Param("password", "password", "Password to open the result.", max_length=127),
+               Param("owner_password", "password",
+                     "Password that grants every permission (default: the same password).",
+                     default=None, max_length=127),
+               _allow("print"), _allow("modify"), _allow("extract"),
+               Param("current_password", "password",
+                     "Password that opens the input, if it is already encrypted.",
+                     default=None, max_length=127)),
+              "pdf", f"{_PKG}.security:encrypt"),
+    Operation("decrypt", "Remove encryption, given the password.", _ONE_PDF,
+              (Param("password", "password", "User or owner password.", max_length=127),),
+              "pdf", f"{_PKG}.security:decrypt"),
+    Operation("watermark", "Stamp text over pages (Helvetica).", _ONE_PDF,
+              (Param("text", "string", "Text of the watermark (Latin-1 characters; others "
+                     "print as ?).", max_length=200),
+               Param("size", "number", "Font size in points.", default=48.0, minimum=4,
+                     maximum=400),
+               Param("opacity", "number", "0 (invisible) to 1 (opaque).", default=0.3,
+                     minimum=0, maximum=1),
+               Param("angle", "number", "Counter-clockwise angle in degrees.", default=45.0,
+                     minimum=-360, maximum=360),
+               Param("position", "enum", "Where on the page.", default="center",
+                     choices=_POSITIONS),
+               PAGES_ALL, PASSWORD),
+              "pdf", f"{_PKG}.stamp:watermark"),
+    Operation("number", "Add page numbers.", _ONE_PDF,
+              (Param("format", "string", 'Label text: "{n}" is the number, "{total}" the '
+                     'page count, e.g. "{n} / {total}".', default="{n}", max_length=64,
+                     pattern=r"^(?:[^{}]|\{n\}|\{total\})*$"),
+               Param("position", "enum", "Where on the page.", default="bottom",
+                     choices=_POSITIONS),
+               Param("start", "integer", "Number of the first numbered page.", default=1,
+                     minimum=-1000000, maximum=1000000),
+               Param("size", "number", "Font size in points.", default=10.0, minimum=4,
+                     maximum=100),
+               PAGES_ALL, PASSWORD),
+              "pdf", f"{_PKG}.stamp:number"),
+    Operation("flatten", "Flatten annotations and form fields into page content.", _ONE_PDF,
+              (PASSWORD,), "pdf", f"{_PKG}.flatten:flatten"),
+    Operation("images", "Extract embedded images (PNG or JPEG), named by page and index.",
+              _ONE_PDF, (PAGES_ALL, PASSWORD), "archive", f"{_PKG}.images:images"),
+    Operation("from-images", "Make a PDF with one page per JPEG or PNG image, in order.",
+              Inputs(min=1, max=MAX_IMAGE_INPUTS, media_types=("image/jpeg", "image/png")),
+              (Param("page_size", "enum", "image: page the size of the image (at its DPI, "
+                     "or 72); a4/letter: image fitted on that page.", default="image",
+                     choices=("image", "a4", "letter")),),
+              "pdf", f"{_PKG}.images:from_images"),
+)
+
+#: All operations, by name (insertion order is the catalogue's order).
+OPERATIONS: dict[str, Operation] = {op.name: op for op in _DECLARED}

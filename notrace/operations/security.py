@@ -1,0 +1,39 @@
+"""encrypt and decrypt. Runs in the CHILD.
+
+qpdf reads /dev/urandom by path to make AES keys: the sandbox's Landlock policy must
+allow that one file (sandbox.policy.Policy.readable_files).
+"""
+from __future__ import annotations
+
+import pikepdf
+
+from notrace.operations._common import Output, open_pdf, pdf_output, save_pdf
+from notrace.operations.problems import Problem
+
+
+def encrypt(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
+    """AES-256 (R6). owner_password defaults to password; a reader who opens the file
+    with the owner password has every permission, so when both are the same the
+    permissions are advisory only (the report says so)."""
+    pdf = open_pdf(inputs[0], password=params.get("current_password"), max_pages=max_pages)
+    user = params["password"]
+    owner = params.get("owner_password") or user
+    printing, modify, extract = (params["allow_print"], params["allow_modify"],
+                                 params["allow_extract"])
+    allow = pikepdf.Permissions(
+        accessibility=True, extract=extract, print_lowres=printing, print_highres=printing,
+        modify_annotation=modify, modify_assembly=modify, modify_form=modify,
+        modify_other=modify)
+    data = save_pdf(pdf, encryption=pikepdf.Encryption(owner=owner, user=user, R=6,
+                                                       allow=allow, aes=True))
+    report = {"algorithm": "AES-256", "permissions_enforced": owner != user}
+    return pdf_output(data, report)
+
+
+def decrypt(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
+    """The document without encryption. An input that is not encrypted is refused
+    ("not_encrypted"), so a caller learns that the password was not needed."""
+    pdf = open_pdf(inputs[0], password=params["password"], max_pages=max_pages)
+    if not pdf.is_encrypted:
+        raise Problem("not_encrypted", "the document is not encrypted")
+    return pdf_output(save_pdf(pdf))

@@ -1,0 +1,67 @@
+"""Every operation, on documents that exercise its features, in a process that forbids
+imports and file opens after child.py's import and warm_up() (tests/operations/worker.py),
+as the child's Landlock and seccomp confinement would. A missing pre-import shows here
+as a violation instead of as a PermissionError in production."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from notrace.operations import OPERATIONS
+from tests import pdfs
+from tests.operations.conftest import ROOT
+from tests.operations.test_corpus import WORKER
+
+
+def test_every_operation_runs_confined(tmp_path):
+    def save(name: str, data: bytes) -> str:
+        path = tmp_path / name
+        path.write_bytes(data)
+        return str(path)
+
+    doc = save("doc.pdf", pdfs.make_pdf(4, marker="A"))
+    active = save("active.pdf", pdfs.make_active_pdf())
+    form = save("form.pdf", pdfs.make_form_pdf())
+    locked = save("locked.pdf", pdfs.make_encrypted_pdf(user="pw"))
+    png = save("a.png", pdfs.make_image_png(300, 200, mode="RGBA"))
+    jpeg = save("b.jpg", pdfs.make_image_jpeg(300, 200))
+    gray = save("c.png", pdfs.make_image_png(20, 20, mode="L", dpi=300))
+    jobs = [
+        ([doc, active], "merge", {}), ([doc], "split", {"ranges": "1-2,3-"}),
+        ([doc], "select", {"pages": "3,1,1"}), ([doc], "delete", {"pages": "even"}),
+        ([doc], "rotate", {"angle": "90"}), ([doc], "linearize", {}), ([doc], "repair", {}),
+        ([active], "info", {}), ([active], "text", {}), ([active], "sanitize",
+                                                          {"remove_links": "true"}),
+        ([active], "metadata", {"title": "t", "author": "", "keywords": "k"}),
+        ([locked], "info", {"password": "pw"}), ([locked], "decrypt", {"password": "pw"}),
+        ([doc], "encrypt", {"password": "pw", "allow_print": "false"}),
+        ([doc], "watermark", {"text": "Draft (é) \\ €", "opacity": "0.4"}),
+        ([doc], "number", {"format": "{n} / {total}", "position": "bottom-right"}),
+        ([form], "flatten", {}),
+        ([png, jpeg, gray], "from-images", {"page_size": "a4"}),
+        ([png, jpeg, gray], "from-images", {}),
+    ]
+    # Documents with images for images/compress: made by from-images, read back here.
+    images_doc = save("images.pdf", _from_images([png, jpeg, gray]))
+    jobs += [([images_doc], "images", {}), ([images_doc], "compress",
+                                            {"image_dpi": "36", "image_quality": "40"}),
+             ([images_doc], "compress", {})]
+    config = {"jobs": [{"files": f, "op": op, "raw": raw} for f, op, raw in jobs]}
+    proc = subprocess.run([sys.executable, str(WORKER), json.dumps(config)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    outcomes = [(x["op"], x["outcome"]) for x in lines if "outcome" in x]
+    assert outcomes == [(op, "ok") for _f, op, _r in jobs], proc.stderr[-2000:]
+    assert lines[-1] == {"violations": []}
+    assert {op for _f, op, _r in jobs} == set(OPERATIONS)  # every operation is covered
+
+
+def _from_images(paths: list[str]) -> bytes:
+    from notrace.operations.child import run
+    from pathlib import Path
+
+    params = OPERATIONS["from-images"].validate({})
+    answer = run([memoryview(Path(p).read_bytes()) for p in paths],
+                 {"operation": "from-images", "params": params, "max_pages": 10})
+    return answer[1]

@@ -1,0 +1,86 @@
+"""Runs operations in a SEPARATE process, emulating the child's confinement, for the
+corpus and confinement tests. Not a test module: run as `python worker.py CONFIG_JSON`.
+
+After importing notrace.operations.child and calling warm_up() (what the fork server
+does), it forbids, like Landlock would: importing any module that exists on disk but is
+not loaded yet, and opening any file but /dev/urandom (Python-level opens, seen through
+an audit hook; qpdf's C++ opens are not visible here). Violations are reported, not
+raised, so one run lists them all. RLIMIT_AS bounds memory.
+
+Output: one JSON line per job: {"file", "op", "outcome"} where outcome is "ok", a
+problem code, "memory" (MemoryError re-raised, as the sandbox expects) or
+"raised:<ExceptionType>" (a failure of the contract); then a final
+{"violations": [...]} line.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import json
+import pathlib
+import resource
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+class _ImportGuard(importlib.abc.MetaPathFinder):
+    """Records imports of modules that exist but were not loaded before confinement."""
+
+    def __init__(self, violations: list) -> None:
+        self.violations = violations
+
+    def find_spec(self, name, path, target=None):
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                self.violations.append(f"import {name}")
+                raise ImportError(f"confined: import of {name}")
+        return None  # does not exist: the ordinary ModuleNotFoundError follows
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    limit = config.get("memory_mb", 1536) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from notrace.operations import OPERATIONS
+    from notrace.operations.child import run, warm_up
+
+    warm_up()
+    # Either every file through every op, or explicit jobs {"files": [...], "op", "raw"}.
+    jobs = [([f] * (2 if op == "merge" else 1), op, raw) for f in config.get("files", ())
+            for op, raw in config.get("ops", {}).items()]
+    jobs += [(j["files"], j["op"], j.get("raw", {})) for j in config.get("jobs", ())]
+    # Read and validate everything before confining.
+    inputs = {f: memoryview(pathlib.Path(f).read_bytes()) for j in jobs for f in j[0]}
+    jobs = [(files, op, OPERATIONS[op].validate(raw)) for files, op, raw in jobs]
+    violations: list[str] = []
+    if config.get("confine", True):
+        sys.meta_path.insert(0, _ImportGuard(violations))
+
+        def audit(event, args):
+            if event == "open" and args and str(args[0]) != "/dev/urandom":
+                violations.append(f"open {args[0]}")
+                raise PermissionError("confined: open")
+        sys.addaudithook(audit)
+    for files, op, params in jobs:
+        name = pathlib.Path(files[0]).name
+        print(json.dumps({"start": name, "op": op}), flush=True)
+        try:
+            answer = run([inputs[f] for f in files],
+                         {"operation": op, "params": params,
+                          "max_pages": config.get("max_pages", 1000)})
+            manifest = json.loads(answer[0])
+            outcome = manifest.get("problem", "ok")
+        except MemoryError:
+            outcome = "memory"
+        except BaseException as exc:  # noqa: BLE001  reported, the parent asserts on it
+            outcome = f"raised:{type(exc).__name__}"
+        print(json.dumps({"file": name, "op": op, "outcome": outcome}), flush=True)
+    print(json.dumps({"violations": sorted(set(violations))}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
