@@ -1,0 +1,401 @@
+"""Properties of the service, checked through the REAL sandbox (fork server, confined
+single-use children), with the same interpretation of results as the HTTP handler.
+
+Runs in the test process or the fuzz driver (`python -m fuzz.run`); the operations run in
+the sandbox's children. Every call is checked for the service-wide contract:
+
+- the answer is 2xx or 4xx, never 5xx (`notrace.jobs.interpret`, as the server does);
+- it comes before the job's wall deadline plus one second;
+- every 2xx PDF reopens with both pikepdf and pypdf.
+
+and the laws below check operations against each other on valid documents. Operations,
+parameters and their limits come from the registry (house rule 8): nothing is listed twice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import time
+from typing import Callable
+
+import pikepdf
+import pypdf
+from hypothesis import HealthCheck, given, seed, settings, strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from fuzz.strategies import malformed_pdfs, pdfs
+from notrace.jobs import BadManifest, interpret
+from notrace.operations.registry import OPERATIONS
+from notrace.operations.spec import REQUIRED, Operation, ParamError
+from notrace.problems import HttpProblem
+from sandbox import Limits, Sandbox
+
+__all__ = ["Service", "Call", "Outcome", "Profile", "Throughput", "fuzz_limits", "profile", "operation_calls",
+           "check_contract", "LAWS", "hypothesis_tests", "ENTRY", "MAX_PAGES"]
+
+ENTRY = "notrace.operations.child:run"
+WARMUP = "notrace.operations.child:warm_up"
+MAX_PAGES = 2000
+DEADLINE_SLACK_S = 1.0
+logging.getLogger("pypdf").setLevel(logging.CRITICAL)  # it narrates every repair it makes
+
+
+def fuzz_limits() -> Limits:
+    """Tighter than production (wall 5 s, CPU 4 s, 384 MB): a bomb should hit a limit
+    quickly, and the contract is the same whichever limit fires first."""
+    return Limits(memory_mb=384, cpu_s=4, wall_s=5.0, output_mb=64)
+
+
+# -- budgets ----------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """How much to fuzz. ci: bounded (a few minutes) and reproducible from `seed`; long:
+    NOTRACE_FUZZ_EXAMPLES per property, NOTRACE_FUZZ_MINUTES overall, examples kept in
+    the Hypothesis database at NOTRACE_FUZZ_DB."""
+
+    name: str
+    examples: int
+    minutes: float | None
+    seed: int
+    database: str | None
+
+    def settings(self, examples: int | None = None) -> settings:
+        db = DirectoryBasedExampleDatabase(self.database) if self.database else None
+        return settings(max_examples=examples or self.examples, deadline=None, database=db,
+                        derandomize=False, print_blob=True,
+                        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                               HealthCheck.filter_too_much])
+
+
+def profile(name: str | None = None) -> Profile:
+    """The profile named (or NOTRACE_FUZZ_PROFILE, default "ci"), from the environment."""
+    name = name or os.environ.get("NOTRACE_FUZZ_PROFILE", "ci")
+    if name not in ("ci", "long"):
+        raise ValueError(f"fuzz profile must be 'ci' or 'long', got {name!r}")
+    seed = int(os.environ.get("NOTRACE_FUZZ_SEED", "20240601"))
+    if name == "ci":
+        return Profile("ci", int(os.environ.get("NOTRACE_FUZZ_EXAMPLES", "30")), None, seed, None)
+    minutes = os.environ.get("NOTRACE_FUZZ_MINUTES")
+    return Profile("long", int(os.environ.get("NOTRACE_FUZZ_EXAMPLES", "1000")),
+                   float(minutes) if minutes else None, seed, os.environ.get("NOTRACE_FUZZ_DB"))
+
+
+@dataclasses.dataclass
+class Throughput:
+    """Examples and sandbox jobs counted across a run, for the closing line."""
+
+    examples: int = 0
+    jobs: int = 0
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    statuses: dict = dataclasses.field(default_factory=dict)
+
+    def line(self) -> str:
+        elapsed = max(1e-9, time.monotonic() - self.started)
+        return (f"{self.examples} examples, {self.jobs} sandbox jobs in {elapsed:.1f} s: "
+                f"{self.examples / elapsed:.1f} examples/s, {self.jobs / elapsed:.1f} jobs/s; "
+                f"statuses {dict(sorted(self.statuses.items()))}")
+
+
+# -- calling the service ----------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    operation: str
+    inputs: tuple[bytes, ...]
+    params: tuple[tuple[str, str], ...]  # raw text, as a form would send it
+
+    def __repr__(self) -> str:  # the inputs are in the failing example anyway; keep it short
+        sizes = ", ".join(str(len(i)) for i in self.inputs)
+        return f"Call({self.operation!r}, inputs=[{sizes} bytes], params={dict(self.params)!r})"
+
+
+@dataclasses.dataclass
+class Outcome:
+    http_status: int
+    sandbox_status: str
+    elapsed_s: float
+    deadline_s: float
+    media_type: str | None = None
+    files: list[bytes] = dataclasses.field(default_factory=list)
+    report: dict = dataclasses.field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.http_status < 300
+
+
+class Service:
+    """A Sandbox running the real child entry, and the server's reading of its results."""
+
+    def __init__(self, *, limits: Limits | None = None, workers: int = 2, queue: int = 16) -> None:
+        self.limits = limits or fuzz_limits()
+        self.sandbox = Sandbox(ENTRY, limits=self.limits, workers=workers, queue=queue, warmup=WARMUP)
+        self.throughput = Throughput()
+
+    def close(self) -> None:
+        self.sandbox.close_sync()
+
+    def __enter__(self) -> "Service":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def call(self, operation: str, inputs, params: dict | None = None) -> Outcome:
+        op = OPERATIONS[operation]
+        try:
+            validated = op.validate(params or {})
+        except ParamError as exc:  # the server answers 400 before any sandbox
+            return Outcome(400, "not-run", 0.0, 0.0, problem=f"bad-parameter: {exc}")
+        limits = self.limits.tightened(op.limits)
+        started = time.monotonic()
+        result = self.sandbox.run_sync([bytes(i) for i in inputs],
+                                       {"operation": operation, "params": validated, "max_pages": MAX_PAGES},
+                                       limits)
+        elapsed = time.monotonic() - started
+        self.throughput.jobs += 1
+        self.throughput.statuses[result.status] = self.throughput.statuses.get(result.status, 0) + 1
+        outcome = Outcome(0, result.status, elapsed, limits.wall_s)
+        try:
+            answer = interpret(op, result)
+        except HttpProblem as problem:
+            outcome.http_status, outcome.problem = problem.status, problem.type.slug
+        except BadManifest as exc:  # the server answers 500 internal-error
+            outcome.http_status, outcome.problem = 500, f"bad manifest: {exc}"
+        else:
+            outcome.http_status, outcome.media_type, outcome.report = 200, answer.media_type, answer.report
+            outcome.files = list(result.outputs[1:])
+        if result.status == "error":  # the server says 422, but the child raised: name it
+            outcome.problem = f"{outcome.problem} (child raised {result.error})"
+        return outcome
+
+    def must_succeed(self, operation: str, inputs, params: dict | None = None) -> Outcome:
+        outcome = self.call(operation, inputs, params)
+        check_outcome(operation, outcome, (params or {}).get("password"))
+        assert outcome.ok, f"{operation} {params} failed on a valid document: {outcome}"
+        return outcome
+
+
+# -- the contract on every call ---------------------------------------------------------------
+
+def reopen(data: bytes, password: str | None = None) -> int:
+    """Page count, after opening with pikepdf AND pypdf (which must agree)."""
+    with pikepdf.open(io.BytesIO(data), password=password or "") as pdf:
+        pages = len(pdf.pages)
+        encrypted = pdf.is_encrypted
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data), password=password if encrypted else None)
+    except pypdf.errors.DependencyError:
+        # AES needs the `cryptography` package, which the test environment lacks: pypdf
+        # cannot open what encrypt writes (AES-256), so pikepdf's reading has to do.
+        assert encrypted, "pypdf lacks a dependency for an unencrypted document"
+        return pages
+    assert len(reader.pages) == pages, f"pikepdf sees {pages} pages, pypdf {len(reader.pages)}"
+    return pages
+
+
+def pdf_outputs(outcome: Outcome) -> list[bytes]:
+    return [f for f in outcome.files if f.startswith(b"%PDF-")]
+
+
+def check_outcome(operation: str, outcome: Outcome, password: str | None = None) -> None:
+    assert outcome.http_status < 500, f"{operation}: {outcome.http_status} {outcome.problem}"
+    assert 200 <= outcome.http_status, f"{operation}: status {outcome.http_status}"
+    assert outcome.elapsed_s <= outcome.deadline_s + DEADLINE_SLACK_S, \
+        f"{operation}: answered after {outcome.elapsed_s:.2f} s (deadline {outcome.deadline_s} s)"
+    if outcome.ok and OPERATIONS[operation].output in ("pdf", "pdf_or_archive"):
+        for data in pdf_outputs(outcome):
+            reopen(data, password if operation == "encrypt" else None)
+
+
+def check_contract(service: Service, call: Call) -> Outcome:
+    outcome = service.call(call.operation, call.inputs, dict(call.params))
+    password = dict(call.params).get("password")
+    check_outcome(call.operation, outcome, password)
+    return outcome
+
+
+# -- generating calls from the registry -------------------------------------------------------
+
+_PAGE_TEXTS = ["all", "1", "-1", "odd", "even", "1-2", "2,1", "1-", "3,1,1", "2-3", "9999", "0", "1-1"]
+_RANGE_TEXTS = ["1", "1-2,3-", "1-", "1,2", "2-3,1", "1-9999"]
+
+
+def _raw_value(param) -> st.SearchStrategy[str]:
+    """Raw text for one parameter, valid by construction (invalid text is the HTTP tests'
+    job): the point here is the documents, not the parser of parameters."""
+    if param.choices:
+        return st.sampled_from([str(c) for c in param.choices])
+    if param.kind == "integer":
+        low = int(param.minimum) if param.minimum is not None else -1000
+        high = int(param.maximum) if param.maximum is not None else 1000
+        return st.integers(low, min(high, low + 500)).map(str)
+    if param.kind == "number":
+        low = param.minimum if param.minimum is not None else -1000.0
+        high = param.maximum if param.maximum is not None else 1000.0
+        return st.floats(low, high, allow_nan=False).map(lambda x: f"{x:.3f}")
+    if param.kind == "boolean":
+        return st.sampled_from(["true", "false"])
+    if param.kind == "pages":
+        return st.sampled_from(_PAGE_TEXTS)
+    if param.kind == "ranges":
+        return st.sampled_from(_RANGE_TEXTS)
+    if param.kind == "password":
+        return st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=12)
+    if param.pattern:
+        return st.from_regex(param.pattern, fullmatch=True).filter(lambda s: len(s) <= param.max_length)
+    return st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=min(40, param.max_length))
+
+
+@st.composite
+def raw_params(draw, op: Operation) -> dict[str, str]:
+    chosen = draw(st.sampled_from(op.one_of)) if op.one_of else None
+    raw = {}
+    for param in op.params:
+        if param.name in op.one_of and param.name != chosen:
+            continue
+        if param.default is REQUIRED or param.name == chosen or draw(st.booleans()):
+            raw[param.name] = draw(_raw_value(param))
+    return raw
+
+
+@st.composite
+def images(draw) -> bytes:
+    """Small PNG or JPEG images, sometimes damaged (for from-images)."""
+    from PIL import Image
+    mode = draw(st.sampled_from(["RGB", "L", "RGBA", "P", "1", "CMYK"]))
+    size = (draw(st.integers(1, 64)), draw(st.integers(1, 64)))
+    fmt = "JPEG" if mode in ("RGB", "L", "CMYK") and draw(st.booleans()) else "PNG"
+    if fmt == "PNG" and mode == "CMYK":
+        mode = "RGB"
+    buffer = io.BytesIO()
+    Image.new(mode, size, draw(st.integers(0, 255))).save(buffer, format=fmt)
+    data = buffer.getvalue()
+    if draw(st.booleans()):
+        return data
+    position = draw(st.integers(0, len(data) - 1))
+    return data[:position] + bytes([data[position] ^ draw(st.integers(1, 255))]) + data[position + 1:]
+
+
+def documents() -> st.SearchStrategy[bytes]:
+    """Valid documents half of the time (so operations get past parsing), hostile ones
+    otherwise."""
+    return st.one_of(pdfs(max_pages=6, encryption="any"), malformed_pdfs())
+
+
+@st.composite
+def operation_calls(draw, operations: tuple[str, ...] | None = None) -> Call:
+    name = draw(st.sampled_from(operations or tuple(OPERATIONS)))
+    op = OPERATIONS[name]
+    source = images() if "application/pdf" not in op.inputs.media_types else documents()
+    count = draw(st.integers(op.inputs.min, min(op.inputs.max, op.inputs.min + 2)))
+    inputs = tuple(draw(source) for _ in range(count))
+    return Call(name, inputs, tuple(sorted(draw(raw_params(op)).items())))
+
+
+# -- laws on valid documents -------------------------------------------------------------------
+
+def page_texts(data: bytes, password: str | None = None) -> list[str]:
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    if reader.is_encrypted:
+        reader.decrypt(password or "")
+    return [page.extract_text().strip() for page in reader.pages]
+
+
+def page_rotations(data: bytes) -> list[int]:
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        return [_inherited_rotate(pdf.pages[i].obj) % 360 for i in range(len(pdf.pages))]
+
+
+def _inherited_rotate(node) -> int:
+    """/Rotate of a page, inherited from its ancestors when the page has none."""
+    while node is not None:
+        if "/Rotate" in node:
+            return int(node.Rotate)
+        node = node.get("/Parent")
+    return 0
+
+
+def law_four_rotations_are_identity(service: Service, pdf: bytes) -> None:
+    data = pdf
+    for _ in range(4):
+        data = service.must_succeed("rotate", [data], {"angle": "90"}).files[0]
+    assert page_rotations(data) == page_rotations(pdf)
+    assert page_texts(data) == page_texts(pdf)
+
+
+def law_encrypt_then_decrypt_keeps_pages_and_text(service: Service, pdf: bytes, password: str) -> None:
+    encrypted = service.must_succeed("encrypt", [pdf], {"password": password}).files[0]
+    decrypted = service.must_succeed("decrypt", [encrypted], {"password": password}).files[0]
+    assert page_texts(decrypted) == page_texts(pdf)
+
+
+def law_select_all_keeps_every_page(service: Service, pdf: bytes) -> None:
+    selected = service.must_succeed("select", [pdf], {"pages": "all"}).files[0]
+    assert page_texts(selected) == page_texts(pdf)
+
+
+def law_merge_adds_page_counts_and_info_reads_it(service: Service, pdfs_: list[bytes]) -> None:
+    merged = service.must_succeed("merge", pdfs_).files[0]
+    assert page_texts(merged) == [t for pdf in pdfs_ for t in page_texts(pdf)]
+    service.must_succeed("info", [merged])
+
+
+def law_split_then_merge_keeps_page_count(service: Service, pdf: bytes, every: int) -> None:
+    parts = pdf_outputs(service.must_succeed("split", [pdf], {"every": str(every)}))
+    whole = parts[0] if len(parts) == 1 else service.must_succeed("merge", parts).files[0]
+    assert page_texts(whole) == page_texts(pdf)
+
+
+def law_sanitize_is_idempotent(service: Service, pdf: bytes) -> None:
+    once = service.must_succeed("sanitize", [pdf])
+    twice = service.must_succeed("sanitize", once.files[:1])
+    removed = twice.report.get("removed", {})
+    assert not any(removed.values()), f"the second sanitize still removed {removed}"
+
+
+LAWS = {
+    "four_rotations_are_identity": law_four_rotations_are_identity,
+    "encrypt_then_decrypt_keeps_pages_and_text": law_encrypt_then_decrypt_keeps_pages_and_text,
+    "select_all_keeps_every_page": law_select_all_keeps_every_page,
+    "merge_adds_page_counts_and_info_reads_it": law_merge_adds_page_counts_and_info_reads_it,
+    "split_then_merge_keeps_page_count": law_split_then_merge_keeps_page_count,
+    "sanitize_is_idempotent": law_sanitize_is_idempotent,
+}
+
+
+def hypothesis_tests(service: Service, run_profile: Profile) -> dict[str, Callable[[], None]]:
+    """Each property as a ready-to-run Hypothesis test bound to `service`, seeded from the
+    profile (so a CI run is reproducible from its printed seed). The contract gets three
+    times the examples of a law: it is the one that meets hostile input."""
+    valid = pdfs(max_pages=6, encryption="any")
+
+    def bound(strategies_: tuple, check: Callable[..., None], examples: int) -> Callable[[], None]:
+        @seed(run_profile.seed)
+        @run_profile.settings(examples)
+        @given(st.tuples(*strategies_))
+        def test(args: tuple) -> None:
+            service.throughput.examples += 1
+            check(service, *args)
+        test.__name__ = check.__name__  # Hypothesis reports and stores examples under it
+        return test
+
+    laws = LAWS
+    n = run_profile.examples
+    return {
+        "contract": bound((operation_calls(),), check_contract, 3 * n),
+        "four_rotations_are_identity": bound((valid,), laws["four_rotations_are_identity"], n),
+        "encrypt_then_decrypt_keeps_pages_and_text": bound(
+            (valid, st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=12)),
+            laws["encrypt_then_decrypt_keeps_pages_and_text"], n),
+        "select_all_keeps_every_page": bound((valid,), laws["select_all_keeps_every_page"], n),
+        "merge_adds_page_counts_and_info_reads_it": bound(
+            (st.lists(valid, min_size=2, max_size=3),), laws["merge_adds_page_counts_and_info_reads_it"], n),
+        "split_then_merge_keeps_page_count": bound((valid, st.integers(1, 4)),
+                                                   laws["split_then_merge_keeps_page_count"], n),
+        "sanitize_is_idempotent": bound((valid,), laws["sanitize_is_idempotent"], n),
+    }

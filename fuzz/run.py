@@ -1,0 +1,69 @@
+"""Fuzz driver: every property through the real sandbox, for as long as asked.
+
+    python -m fuzz.run [--profile ci|long] [--examples N] [--minutes M] [--db DIR] [--seed S]
+                       [--only NAME ...]
+
+Runs in its own process (the fork server and children are started by the Sandbox). The
+options override NOTRACE_FUZZ_PROFILE, NOTRACE_FUZZ_EXAMPLES, NOTRACE_FUZZ_MINUTES,
+NOTRACE_FUZZ_DB and NOTRACE_FUZZ_SEED. With --minutes, rounds repeat with seed, seed+1, ...
+until the time is up (the database, when given, keeps every failing example across runs
+and replays it first). Prints the seeds, each failure, and the throughput at the end.
+Exit status: 0 if every property held, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+import traceback
+
+from fuzz.properties import LAWS, Service, hypothesis_tests, profile
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fuzz.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=("ci", "long"))
+    parser.add_argument("--examples", type=int, help="examples per property and round")
+    parser.add_argument("--minutes", type=float, help="keep running rounds for this long")
+    parser.add_argument("--db", help="directory of the Hypothesis example database")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--only", nargs="+", choices=["contract", *LAWS], help="properties to run")
+    args = parser.parse_args(argv)
+    for option, variable in (("examples", "NOTRACE_FUZZ_EXAMPLES"), ("minutes", "NOTRACE_FUZZ_MINUTES"),
+                             ("db", "NOTRACE_FUZZ_DB"), ("seed", "NOTRACE_FUZZ_SEED")):
+        if getattr(args, option) is not None:
+            os.environ[variable] = str(getattr(args, option))
+    base = profile(args.profile)
+    deadline = time.monotonic() + base.minutes * 60 if base.minutes else None
+    failures: list[str] = []
+    with Service() as service:
+        round_number = 0
+        while True:
+            run = dataclasses.replace(base, seed=base.seed + round_number)
+            print(f"round {round_number}: profile={run.name} seed={run.seed} examples={run.examples} "
+                  f"db={run.database}", flush=True)
+            for name, test in hypothesis_tests(service, run).items():
+                if args.only and name not in args.only:
+                    continue
+                started = time.monotonic()
+                try:
+                    test()
+                except Exception:  # noqa: BLE001  report every property, then fail at the end
+                    failures.append(f"{name} (seed {run.seed})")
+                    traceback.print_exc()
+                print(f"  {name}: {time.monotonic() - started:.1f} s", flush=True)
+                if deadline and time.monotonic() > deadline:
+                    break
+            round_number += 1
+            if deadline is None or time.monotonic() > deadline:
+                break
+        print(f"throughput: {service.throughput.line()}")
+    if failures:
+        print("FAILED: " + ", ".join(failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

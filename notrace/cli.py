@@ -1,0 +1,210 @@
+"""The `notrace` command: serve, run one operation, check the isolation.
+
+Runs in the main process of the command. `serve` runs the aiohttp server (SIGTERM or
+SIGINT: stop accepting, let in-flight requests finish within NOTRACE_SHUTDOWN_GRACE_S,
+close the sandbox, exit 0). `run` pushes local files through the same Sandbox, the same
+validation and the same result interpretation as the HTTP service. Flags of `run` are
+generated from the operation declarations; settings flags from notrace.settings.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from aiohttp import web
+
+from notrace import settings as settings_mod
+from notrace.app import make_app, make_sandbox
+from notrace.jobs import BadManifest, interpret, job_params
+from notrace.logs import configure as configure_logs, logger
+from notrace.middleware import answer_protocol_errors_as_problems
+from notrace.operations import OPERATIONS, Operation, ParamError
+from notrace.problems import HttpProblem
+from notrace.uploads import SNIFF_BYTES, check_kind, max_files, wrong_count
+from sandbox import MemFile
+
+__all__ = ["main", "build_parser"]
+
+# Exit codes, by kind of failure.
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_USAGE = 2          # also argparse's
+EXIT_DOCUMENT = 3       # a 4xx problem: bad parameter, file or document
+EXIT_UNAVAILABLE = 4    # a 503 problem: sandbox busy or not ready; or it cannot start
+
+
+def _param_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_run_parsers(run: argparse.ArgumentParser, parent: argparse.ArgumentParser) -> None:
+    ops = run.add_subparsers(dest="operation", metavar="OPERATION", required=True)
+    for op in OPERATIONS.values():
+        p = ops.add_parser(op.name, help=op.summary, description=op.summary, parents=[parent])
+        for param in op.params:
+            default = "" if param.required else f" (default: {param.default})"
+            choices = f" One of: {', '.join(map(str, param.choices))}." if param.choices else ""
+            # Raw text: Operation.validate parses and checks it, exactly as for HTTP.
+            p.add_argument(_param_flag(param.name), dest=f"param:{param.name}",
+                           metavar=param.kind.upper(), default=None,
+                           help=f"{param.description}{choices}{default}"
+                                + (" (required)" if param.required else ""))
+        p.add_argument("files", nargs="+", metavar="FILE",
+                       help=f"{op.inputs.min} to {op.inputs.max} input files, in order "
+                            f"({', '.join(op.inputs.media_types)}).")
+        p.add_argument("-o", "--output", required=True, metavar="OUT",
+                       help="Where to write the result ('-' for standard output).")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; every settings flag is accepted before or after a command."""
+    settings_parent = argparse.ArgumentParser(add_help=False)
+    settings_mod.add_flags(settings_parent)
+    parser = argparse.ArgumentParser(
+        prog="notrace", parents=[settings_parent],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="notrace: a zero-trace PDF service.",
+        epilog="settings (environment variable, flag, default):\n"
+               + "\n".join(f"  {s.env:28} {s.flag:22} {s.default_text()}"
+                           for s in settings_mod.SETTINGS))
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser("serve", parents=[settings_parent],
+                        help="Run the HTTP service (default 127.0.0.1:8000).")
+    run = commands.add_parser("run", help="Run one operation on local files.")
+    _add_run_parsers(run, settings_parent)
+    commands.add_parser("check", parents=[settings_parent],
+                        help="Show the isolation layers and run the sandbox self-test.")
+    return parser
+
+
+# --- serve ---------------------------------------------------------------------------
+
+async def _serve(settings) -> None:
+    """Start, serve until SIGTERM/SIGINT, then drain and stop (bounded by the grace)."""
+    runner = web.AppRunner(make_app(settings), handle_signals=False, access_log=None,
+                           shutdown_timeout=settings.shutdown_grace_s,
+                           # The head of a request must arrive within the upload deadline
+                           # too: aiohttp closes a connection idle (or trickling a head)
+                           # that long.
+                           keepalive_timeout=settings.upload_timeout_s)
+    await runner.setup()  # starts the sandbox (cleanup context)
+    answer_protocol_errors_as_problems(runner.server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)  # handlers only set the event
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        port = runner.addresses[0][1] if runner.addresses else settings.port
+        logger.info("listening", extra={"fields": {"host": settings.host, "port": port}})
+        await stop.wait()
+        logger.info("draining", extra={"fields": {"grace_s": settings.shutdown_grace_s}})
+    finally:
+        await runner.cleanup()  # stop listening, wait for in-flight requests, close sandbox
+    logger.info("stopped")
+
+
+def serve(settings) -> int:
+    try:
+        asyncio.run(_serve(settings))
+    except OSError as exc:  # e.g. the port is taken: configuration, safe to show
+        logger.error("cannot listen", extra={"fields": {"host": settings.host,
+                                                        "port": settings.port}})
+        print(f"notrace: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+              file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
+# --- run -----------------------------------------------------------------------------
+
+def _read_inputs(op: Operation, paths: list[str]) -> list[MemFile]:
+    if not op.inputs.min <= len(paths) <= max_files(op):
+        raise wrong_count(op)
+    files: list[MemFile] = []
+    try:
+        for path in paths:
+            mem = MemFile("input")
+            files.append(mem)
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    mem.write(chunk)
+            check_kind(op, mem.read(0, min(mem.size, SNIFF_BYTES)))
+    except BaseException:
+        for mem in files:
+            mem.close()
+        raise
+    return files
+
+
+def run(settings, args: argparse.Namespace) -> int:
+    op = OPERATIONS[args.operation]
+    raw = {p.name: getattr(args, f"param:{p.name}") for p in op.params
+           if getattr(args, f"param:{p.name}") is not None}
+    try:
+        validated = op.validate(raw)
+        files = _read_inputs(op, args.files)
+    except ParamError as exc:
+        return _fail(HttpProblem("bad-parameter", str(exc)))
+    except HttpProblem as problem:
+        return _fail(problem)
+    except OSError as exc:
+        print(f"notrace: cannot read an input file: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    sandbox = make_sandbox(settings)
+    try:
+        result = sandbox.run_sync(files, job_params(op, validated, settings), op.limits)
+        answer = interpret(op, result)
+    except HttpProblem as problem:
+        return _fail(problem)
+    except BadManifest:
+        return _fail(HttpProblem("internal-error"))
+    finally:
+        for mem in files:
+            mem.close()
+        sandbox.close_sync()
+    if args.output == "-":
+        sys.stdout.buffer.write(answer.body)
+        sys.stdout.buffer.flush()
+    else:
+        with open(args.output, "wb") as f:
+            f.write(answer.body)
+    if answer.report and op.output != "json":
+        print(json.dumps({"report": answer.report}, ensure_ascii=True), file=sys.stderr)
+    return EXIT_OK
+
+
+def _fail(problem: HttpProblem) -> int:
+    print(f"notrace: {problem.type.title}: {problem.detail} ({problem.type.uri})",
+          file=sys.stderr)
+    if problem.status >= 500:
+        return EXIT_UNAVAILABLE if problem.status == 503 else EXIT_BUG
+    return EXIT_DOCUMENT
+
+
+# --- check ---------------------------------------------------------------------------
+
+def check() -> int:
+    """The sandbox's own check: lists the isolation layers in force on this host, then
+    proves each one holds against an escape attempt (exit 0 when all do)."""
+    from sandbox.check import run_check  # imported here: only this command needs it
+    return run_check()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_mod.load(overrides=vars(args))
+    except settings_mod.SettingsError as exc:
+        print(f"notrace: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logs(settings.log_level)
+    if args.command == "serve":
+        return serve(settings)
+    if args.command == "run":
+        return run(settings, args)
+    return check()

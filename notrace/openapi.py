@@ -1,0 +1,175 @@
+"""The OpenAPI 3.1 document, generated from the same declarations that validate requests.
+
+Runs in the server at start-up (built once, served as bytes) and in tests. Operations
+come from notrace.operations.OPERATIONS, problem types from notrace.problems.TYPES.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+from typing import Iterable
+
+from notrace.operations.spec import Operation
+from notrace.problems import MEDIA_TYPE as PROBLEM, TYPES
+from notrace.uploads import max_files, takes_raw_pdf
+
+__all__ = ["build"]
+
+_OUTPUT_MEDIA_TYPES = {
+    "pdf": ("application/pdf",),
+    "archive": ("application/zip",),
+    "pdf_or_archive": ("application/pdf", "application/zip"),
+    "json": ("application/json",),
+}
+# Statuses an operation request may answer, besides 200.
+_OPERATION_FAILURES = (400, 408, 413, 415, 422, 500, 503)
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("notrace")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "0+source"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _problem_responses(statuses: Iterable[int]) -> dict:
+    out = {}
+    for status in statuses:
+        slugs = sorted(t.slug for t in TYPES.values() if t.status == status)
+        out[str(status)] = {
+            "description": "Problem: " + ", ".join(f"`{s}`" for s in slugs),
+            "headers": {"Retry-After": {"schema": {"type": "string"}}} if status == 503 else {},
+            "content": {PROBLEM: {"schema": _ref("Problem")}},
+        }
+    return out
+
+
+def _multipart_schema(op: Operation) -> dict:
+    files: dict = dict(_BINARY, contentMediaType=op.inputs.media_types[0])
+    if max_files(op) > 1:
+        files = {"type": "array", "items": files, "minItems": op.inputs.min,
+                 "maxItems": max_files(op)}
+    files["description"] = ("The input files, in order (the order of the parts is the order "
+                            "used). Accepted: " + ", ".join(op.inputs.media_types))
+    props = {"file": files, **{p.name: p.json_schema() for p in op.params}}
+    required = ["file"] + [p.name for p in op.params if p.required]
+    return {"type": "object", "properties": props, "required": required,
+            "additionalProperties": False}
+
+
+def _operation(op: Operation) -> dict:
+    content = {"multipart/form-data": {
+        "schema": _multipart_schema(op),
+        "encoding": {"file": {"contentType": ", ".join(op.inputs.media_types)}},
+    }}
+    parameters = []
+    if takes_raw_pdf(op):
+        content["application/pdf"] = {"schema": _BINARY}
+        # Query parameters are optional here: with multipart they may come as text parts.
+        parameters = [{"name": p.name, "in": "query", "required": False,
+                       "schema": p.json_schema(), "description": p.description}
+                      for p in op.params]
+    ok_content = {m: {"schema": {"type": "object"} if m == "application/json" else _BINARY}
+                  for m in _OUTPUT_MEDIA_TYPES[op.output]}
+    return {
+        "operationId": op.name,
+        "summary": op.summary,
+        "tags": ["operations"],
+        "parameters": parameters,
+        "requestBody": {"required": True, "content": content},
+        "responses": {
+            "200": {"description": "The result (a single document as an attachment, "
+                                   "several as a zip, data as JSON).",
+                    "headers": {"X-Notrace-Report": {
+                        "description": "The operation's report as JSON (e.g. what sanitize "
+                                       "removed), when it fits in a header.",
+                        "schema": {"type": "string"}}},
+                    "content": ok_content},
+            **_problem_responses(_OPERATION_FAILURES),
+        },
+    }
+
+
+def _get(summary: str, media_type: str, schema: dict, extra: dict | None = None) -> dict:
+    responses = {"200": {"description": "OK", "content": {media_type: {"schema": schema}}}}
+    responses.update(extra or {})
+    return {"get": {"summary": summary, "tags": ["service"], "responses": responses}}
+
+
+def _components() -> dict:
+    param_schema = {"type": "object", "required": ["name", "type", "description", "required"],
+                    "properties": {"name": {"type": "string"}, "type": {"type": "string"},
+                                   "description": {"type": "string"},
+                                   "required": {"type": "boolean"}}}
+    return {"schemas": {
+        "Problem": {
+            "type": "object", "required": ["type", "title", "status", "detail", "instance"],
+            "properties": {
+                "type": {"type": "string", "enum": sorted(t.uri for t in TYPES.values())},
+                "title": {"type": "string"}, "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "instance": {"type": "string", "description": "The request id."},
+                "param": {"type": "string", "description": "The parameter at fault."},
+            },
+        },
+        "Operation": {
+            "type": "object", "required": ["name", "summary", "inputs", "params", "output"],
+            "properties": {
+                "name": {"type": "string"}, "summary": {"type": "string"},
+                "inputs": {"type": "object", "required": ["min", "max", "media_types"],
+                           "properties": {"min": {"type": "integer"},
+                                          "max": {"type": "integer"},
+                                          "media_types": {"type": "array",
+                                                          "items": {"type": "string"}}}},
+                "params": {"type": "array", "items": param_schema},
+                "output": {"type": "string", "enum": sorted(_OUTPUT_MEDIA_TYPES)},
+            },
+        },
+        "Layer": {"type": "object", "required": ["name", "available", "detail"],
+                  "properties": {"name": {"type": "string"}, "available": {"type": "boolean"},
+                                 "detail": {"type": "string"}}},
+        "Readiness": {"type": "object", "required": ["status", "layers"],
+                      "properties": {"status": {"type": "string", "enum": ["ready", "not ready"]},
+                                     "layers": {"type": "array", "items": _ref("Layer")}}},
+    }}
+
+
+def build(operations: dict[str, Operation]) -> dict:
+    """The whole OpenAPI 3.1 document for these operations."""
+    paths = {f"/api/v1/{name}": {"post": _operation(op)} for name, op in operations.items()}
+    paths["/api/v1/operations"] = _get(
+        "The catalogue of operations.", "application/json",
+        {"type": "object", "required": ["operations"],
+         "properties": {"operations": {"type": "array", "items": _ref("Operation")}}})
+    paths["/openapi.json"] = _get("This document.", "application/json", {"type": "object"})
+    paths["/docs"] = _get("This document, as a readable page.", "text/html", {"type": "string"})
+    paths["/health"] = _get("Liveness: the server answers.", "application/json",
+                            {"type": "object", "required": ["status"],
+                             "properties": {"status": {"type": "string", "const": "ok"}}})
+    paths["/ready"] = _get(
+        "Readiness: the sandbox has warm children; lists the isolation layers.",
+        "application/json", _ref("Readiness"),
+        {"503": {"description": "Not ready (starting, restarting or stopping).",
+                 "content": {"application/json": {"schema": _ref("Readiness")}}}})
+    paths["/metrics"] = _get("Prometheus metrics.", "text/plain", {"type": "string"})
+    paths["/problems/{slug}"] = {"get": {
+        "summary": "What a problem type means.", "tags": ["service"],
+        "parameters": [{"name": "slug", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "OK",
+                              "content": {"text/html": {"schema": {"type": "string"}}}},
+                      **_problem_responses((404,))},
+    }}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "notrace", "version": _version(),
+                 "description": "A zero-trace PDF service: every upload is processed in a "
+                                "fresh, confined, single-use child process; nothing is "
+                                "written to disk or to a log."},
+        "paths": paths,
+        "components": _components(),
+    }

@@ -1,0 +1,139 @@
+"""Request handlers, one per endpoint. Runs in the server loop.
+
+The operation handler is the only one that reads a body; the rest answer from state
+built at start-up (catalogue, OpenAPI, docs) or from the sandbox's live state.
+"""
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from notrace import keys
+from notrace.docs import PAGE_CSP, render_problem
+from notrace.jobs import BadManifest, interpret, job_params
+from notrace.logs import logger
+from notrace.middleware import LOG, REQUEST_ID
+from notrace.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from notrace.operations import OPERATIONS, ParamError
+from notrace.problems import TYPES, HttpProblem
+from notrace.responses import answer_response, json_response
+from notrace.uploads import read_upload
+
+__all__ = ["add_routes"]
+
+_ERROR_CLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+
+
+def _endpoint(request: web.Request, name: str) -> None:
+    request[LOG]["endpoint"] = name
+
+
+async def health(request: web.Request) -> web.Response:
+    _endpoint(request, "health")
+    return json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    _endpoint(request, "ready")
+    sandbox = request.app.get(keys.SANDBOX)
+    is_ready = sandbox is not None and sandbox.ready
+    layers = [layer.to_dict() for layer in sandbox.layers()] if sandbox is not None else []
+    response = json_response({"status": "ready" if is_ready else "not ready",
+                              "layers": layers}, status=200 if is_ready else 503)
+    if not is_ready:
+        response.headers["Retry-After"] = str(request.app[keys.SETTINGS].retry_after_s)
+    return response
+
+
+async def metrics(request: web.Request) -> web.Response:
+    _endpoint(request, "metrics")
+    body = request.app[keys.METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def catalogue(request: web.Request) -> web.Response:
+    _endpoint(request, "catalogue")
+    return web.Response(body=request.app[keys.CATALOGUE], content_type="application/json")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    _endpoint(request, "openapi")
+    return web.Response(body=request.app[keys.OPENAPI], content_type="application/json")
+
+
+async def docs(request: web.Request) -> web.Response:
+    _endpoint(request, "docs")
+    return web.Response(text=request.app[keys.DOCS], content_type="text/html",
+                        headers={"Content-Security-Policy": PAGE_CSP})
+
+
+async def problem_doc(request: web.Request) -> web.Response:
+    _endpoint(request, "problem-doc")
+    problem = TYPES.get(request.match_info["slug"])
+    if problem is None:
+        raise HttpProblem("not-found")
+    return web.Response(text=render_problem(problem), content_type="text/html",
+                        headers={"Content-Security-Policy": PAGE_CSP})
+
+
+async def run_operation(request: web.Request) -> web.Response:
+    """POST /api/v1/{operation}: stream the upload in, run the job, answer its result."""
+    fields = request[LOG]
+    op = OPERATIONS.get(request.match_info["operation"])
+    if op is None:
+        fields["endpoint"] = "unknown-operation"
+        raise HttpProblem("unknown-operation", "No operation of that name; "
+                          "GET /api/v1/operations lists them.")
+    fields["operation"] = op.name
+    app = request.app
+    settings, sandbox, metrics_ = app[keys.SETTINGS], app[keys.SANDBOX], app[keys.METRICS]
+    if not sandbox.ready:  # before reading a byte of the upload
+        raise HttpProblem("not-ready")
+    upload = await read_upload(request, op, max_bytes=settings.max_upload_mb << 20,
+                               timeout_s=settings.upload_timeout_s)
+    with upload:
+        fields["upload_bytes"] = upload.size
+        fields["files"] = len(upload.files)
+        metrics_.upload_bytes.labels(op.name).observe(upload.size)
+        try:
+            validated = op.validate(upload.params)
+        except ParamError as exc:
+            # str(exc) is the declarations' own wording; secrets are never echoed in it.
+            raise HttpProblem("bad-parameter", str(exc), extra={"param": exc.param}) from None
+        result = await sandbox.run(upload.files, job_params(op, validated, settings),
+                                   limits=op.limits)
+    fields.update(job_status=result.status, job_wall_s=round(result.stats.wall_s, 3),
+                  job_cpu_s=round(result.stats.cpu_s, 3),
+                  job_rss_mb=round(result.stats.max_rss_mb, 1))
+    metrics_.children_ended.labels(result.status).inc()
+    if result.status != "busy":
+        metrics_.job_duration.labels(op.name).observe(result.stats.wall_s)
+    if result.status == "error":
+        # An exception escaped the entry: the document's fault as far as the client is
+        # concerned (422), but maybe our bug. Only the exception's class is logged.
+        fields["possible_bug"] = True
+        error_class = (result.error or "").split(":", 1)[0].strip()
+        if _ERROR_CLASS.fullmatch(error_class):
+            fields["error_type"] = error_class
+    try:
+        answer = interpret(op, result)
+    except BadManifest as exc:
+        fields["possible_bug"] = True
+        logger.error("bad manifest from child: %s", exc,
+                     extra={"fields": {"request_id": request[REQUEST_ID]}})
+        raise HttpProblem("internal-error") from None
+    fields["output_bytes"] = len(answer.body)
+    return answer_response(answer)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/operations", catalogue)
+    app.router.add_post("/api/v1/{operation}", run_operation)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/docs", docs)
+    app.router.add_get("/problems/{slug}", problem_doc)
+
