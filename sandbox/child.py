@@ -79,8 +79,11 @@ def _run_job(entry: Callable, job: dict, fds: list[int], limits: Limits,
             return {"status": "error", "error": "ProtocolError: wrong number of descriptors"}
         tighten_for_job(limits.tightened(Limits.from_dict(job["limits"])), baseline_vm_bytes)
         *input_fds, output_fd = fds
-        views = [_map_input(fd) for fd in input_fds]
-        protocol.close_all(input_fds)         # the mappings stay valid without the fds
+        views = []
+        for fd in input_fds:
+            views.append(_map_input(fd))
+            os.close(fd)                      # mmap keeps its own dup: close ours at once,
+                                              # or 64 inputs would need 128 fds
         outputs = entry(views, job["params"])
         return _write_outputs(outputs, output_fd)
     except MemoryError:

@@ -7,7 +7,7 @@ from notrace.operations.spec import Inputs, Operation, Param
 __all__ = ["OPERATIONS", "MAX_MERGE_INPUTS", "MAX_IMAGE_INPUTS"]
 
 MAX_MERGE_INPUTS = 50
-MAX_IMAGE_INPUTS = 100
+MAX_IMAGE_INPUTS = 64   # the sandbox hands a job at most MAX_JOB_FDS (64) inputs
 _PKG = "notrace.operations"
 
 # Shared parameter declarations (one object each, reused: no twins).

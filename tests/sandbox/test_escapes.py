@@ -187,3 +187,11 @@ def test_children_never_run_as_root(sb):
     assert result.status == "ok"
     uid, euid, gid = eval(result.outputs[0])   # our own repr of three ints
     assert uid != 0 and euid != 0 and gid != 0
+
+
+def test_the_most_inputs_a_job_may_take(sb):
+    from sandbox.layers.rlimits import MAX_JOB_FDS
+    data = [str(i).encode() * 100 for i in range(MAX_JOB_FDS)]
+    result = run(sb, "echo", data)
+    assert result.status == "ok", result
+    assert result.outputs == data
