@@ -1,0 +1,126 @@
+"""The servers notrace is measured against, in one aiohttp app (bench only, never shipped).
+
+  /inproc/{op}  (a) pikepdf called in the server process: the unsafe ceiling
+  /qpdf/{op}    (b) Debian's `qpdf` CLI spawned per request (files in a private tmpfs dir)
+  /exec/{op}    (c) a fresh `python` process per request that imports pikepdf
+
+Each route takes the same multipart upload as notrace (parts named `file`) and answers
+the same kind of body. Ops: merge, info, compress.
+
+    python -m bench.baselines --port 8100
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import pikepdf
+from aiohttp import web
+
+_EXEC = """
+import io, json, sys, pikepdf
+from bench.baselines import run_inproc
+data = sys.stdin.buffer.read()
+count = int.from_bytes(data[:4], "little")
+sizes = [int.from_bytes(data[4 + 8 * i:12 + 8 * i], "little") for i in range(count)]
+offset, inputs = 4 + 8 * count, []
+for size in sizes:
+    inputs.append(data[offset:offset + size]); offset += size
+sys.stdout.buffer.write(run_inproc(sys.argv[1], inputs))
+"""
+
+
+def run_inproc(op: str, inputs: list[bytes]) -> bytes:
+    if op == "merge":
+        out = pikepdf.new()
+        sources = [pikepdf.open(io.BytesIO(data)) for data in inputs]
+        for src in sources:
+            out.pages.extend(src.pages)
+        buffer = io.BytesIO()
+        out.save(buffer)
+        return buffer.getvalue()
+    if op == "info":
+        with pikepdf.open(io.BytesIO(inputs[0])) as pdf:
+            return json.dumps({"pages": len(pdf.pages), "version": pdf.pdf_version,
+                               "sizes": [list(map(float, p.mediabox))[2:] for p in pdf.pages]}
+                              ).encode()
+    if op == "compress":
+        with pikepdf.open(io.BytesIO(inputs[0])) as pdf:
+            buffer = io.BytesIO()
+            pdf.remove_unreferenced_resources()
+            pdf.save(buffer, object_stream_mode=pikepdf.ObjectStreamMode.generate,
+                     recompress_flate=True, compress_streams=True)
+            return buffer.getvalue()
+    raise web.HTTPNotFound()
+
+
+async def _inputs(request: web.Request) -> list[bytes]:
+    reader = await request.multipart()
+    inputs = []
+    async for part in reader:
+        if part.name == "file":
+            inputs.append(bytes(await part.read()))
+    return inputs
+
+
+async def inproc(request: web.Request) -> web.Response:
+    op = request.match_info["op"]
+    body = run_inproc(op, await _inputs(request))
+    return web.Response(body=body)
+
+
+async def qpdf(request: web.Request) -> web.Response:
+    op = request.match_info["op"]
+    inputs = await _inputs(request)
+    workdir = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        paths = []
+        for i, data in enumerate(inputs):
+            paths.append(os.path.join(workdir, f"in{i}.pdf"))
+            with open(paths[-1], "wb") as f:
+                f.write(data)
+        out = os.path.join(workdir, "out.pdf")
+        args = {"merge": ["--empty", "--pages", *paths, "--", out],
+                "info": ["--show-npages", paths[0]],
+                "compress": ["--object-streams=generate", "--recompress-flate",
+                             "--compression-level=9", paths[0], out]}[op]
+        proc = await asyncio.create_subprocess_exec("qpdf", *args, stdout=asyncio.subprocess.PIPE)
+        stdout, _ = await proc.communicate()
+        if op == "info":
+            return web.Response(body=json.dumps({"pages": int(stdout)}).encode())
+        with open(out, "rb") as f:
+            return web.Response(body=f.read())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def fresh_exec(request: web.Request) -> web.Response:
+    op = request.match_info["op"]
+    inputs = await _inputs(request)
+    payload = len(inputs).to_bytes(4, "little") + b"".join(
+        len(i).to_bytes(8, "little") for i in inputs) + b"".join(inputs)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _EXEC, op, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, env={"PYTHONPATH": os.pathsep.join(sys.path)})
+    body, _ = await proc.communicate(payload)
+    return web.Response(body=body)
+
+
+def make_app() -> web.Application:
+    app = web.Application(client_max_size=200 << 20)
+    app.router.add_post("/inproc/{op}", inproc)
+    app.router.add_post("/qpdf/{op}", qpdf)
+    app.router.add_post("/exec/{op}", fresh_exec)
+    return app
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8100)
+    web.run_app(make_app(), host="127.0.0.1", port=parser.parse_args().port, print=None)
