@@ -35,7 +35,9 @@ class ProblemType:
 _TYPES = (
     ProblemType("bad-parameter", 400, "A parameter is missing or invalid",
                 "A text part or query parameter is unknown, missing or has a value the "
-                "operation does not accept; `param` names it."),
+                "operation does not accept; `param` names it. Also a value that only the "
+                "document shows wrong (crop margins wider than a page): the detail names "
+                "the parameter and the page."),
     ProblemType("bad-request", 400, "The request is malformed",
                 "The multipart body cannot be parsed, a part has no name, or a field is "
                 "repeated or too long."),
@@ -109,6 +111,7 @@ _CHILD_CODES = {
     "too_many_pages": "too-many-pages",
     "too_large": "too-large",
     "page_out_of_range": "page-out-of-range",
+    "bad_parameter": "bad-parameter",
     "unsupported_image": "unsupported-image",
 }
 # Sandbox Result.status (other than ok) -> our types. A hostile file's fault, except busy.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Mapping
+from typing import Awaitable, Callable, Mapping
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -108,10 +108,16 @@ class _Reader:
     async def file_part(self, part: BodyPartReader) -> None:
         if len(self.upload.files) >= max_files(self.op):
             raise wrong_count(self.op)
+        await self.add_file(lambda: part.read_chunk(_CHUNK))
+
+    async def add_file(self, read: Callable[[], Awaitable[bytes]]) -> None:
+        """Stream `read()`'s chunks (b"" at the end) into a new MemFile of the upload,
+        counting every byte and checking the file's kind as soon as SNIFF_BYTES are in
+        (or at its end, if shorter)."""
         mem = MemFile("upload")
         self.upload.files.append(mem)  # appended first, so close() always releases it
         checked = False
-        while chunk := await part.read_chunk(_CHUNK):
+        while chunk := await read():
             self.count(len(chunk))
             mem.write(chunk)
             if not checked and mem.size >= SNIFF_BYTES:
@@ -147,17 +153,7 @@ class _Reader:
         declared = request.content_length
         if declared is not None and declared > self.max_bytes:
             self.count(declared)  # refused before reading a byte
-        mem = MemFile("upload")
-        self.upload.files.append(mem)
-        checked = False
-        while chunk := await request.content.readany():
-            self.count(len(chunk))
-            mem.write(chunk)
-            if not checked and mem.size >= SNIFF_BYTES:
-                self.check_kind(mem)
-                checked = True
-        if not checked:
-            self.check_kind(mem)
+        await self.add_file(request.content.readany)
 
     def set_params(self, query: Mapping[str, str]) -> None:
         for name, value in query.items():

@@ -13,6 +13,7 @@ from typing import Any
 import pikepdf
 import pikepdf.jbig2
 
+from notrace.operations.boxes import Box, has_area
 from notrace.operations.problems import Problem
 
 #: Exceptions that mean a bug of ours or of the confinement (an import or file open after
@@ -104,10 +105,10 @@ def pdf_output(data: bytes, report: dict | None = None, name: str = "document.pd
     return Output([OutputFile(name, PDF, data)], report)
 
 
-def page_box(page: pikepdf.Page) -> tuple[float, float, float, float]:
-    """The visible box (CropBox, else MediaBox) as x0, y0, x1, y1; letter size when the
-    page has no usable box (hostile or broken files)."""
-    for key in ("/CropBox", "/MediaBox"):
+def page_box(page: pikepdf.Page, keys: tuple[str, ...] = ("/CropBox", "/MediaBox")) -> Box:
+    """The visible box (CropBox, else MediaBox; or the first usable of `keys`) as x0, y0,
+    x1, y1; letter size when the page has no usable box (hostile or broken files)."""
+    for key in keys:
         box = page.obj.get(key)
         if isinstance(box, pikepdf.Array) and len(box) == 4:
             try:
@@ -116,7 +117,7 @@ def page_box(page: pikepdf.Page) -> tuple[float, float, float, float]:
                 continue
             x0, x1 = sorted((x0, x1))
             y0, y1 = sorted((y0, y1))
-            if x1 - x0 >= 1 and y1 - y0 >= 1:
+            if has_area((x0, y0, x1, y1)):
                 return x0, y0, x1, y1
     return 0.0, 0.0, 612.0, 792.0
 

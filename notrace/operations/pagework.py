@@ -1,4 +1,4 @@
-"""Page assembly: merge, split, select, delete, rotate. Runs in the CHILD.
+"""Page assembly: merge, split, select, delete, rotate, crop. Runs in the CHILD.
 
 merge/split/select/delete build a NEW document from copies of the chosen pages, instead
 of editing the input in place. qpdf copies what a page references and turns references
@@ -6,7 +6,8 @@ to pages it did not copy (links, outline entries) into null, so a deleted page l
 trace in the output; an in-place deletion would keep every page still reachable from the
 outline or a link (measured). The price: document-level structures (outline, form field
 tree, named destinations, page labels, document metadata) are not carried over.
-rotate only changes /Rotate, so it edits in place and keeps everything.
+rotate and crop only change page entries (/Rotate, the boxes), so they edit in place and
+keep everything.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Iterable
 import pikepdf
 
 from notrace.operations._common import (Output, OutputFile, PDF, check_page_count, open_pdf,
-                                        page_rotation, pdf_output, save_pdf)
+                                        page_box, page_rotation, pdf_output, save_pdf)
+from notrace.operations.boxes import MIN_SIDE_PT, has_area, intersect, parse_box, trim
 from notrace.operations.pages import parse_pages, parse_ranges
 from notrace.operations.problems import Problem
 
@@ -97,3 +99,28 @@ def rotate(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
         page = pdf.pages[i]
         page.obj.Rotate = (page_rotation(page) + params["angle"]) % 360
     return pdf_output(save_pdf(pdf), {"rotated": len(chosen)})
+
+
+def crop(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
+    """Set the CropBox (mode "crop"), or the MediaBox and the CropBox (mode "media"), of
+    the selected pages: to `box`, or to the visible box less the margins, each margin
+    taken from the side the reader sees (see boxes.trim). In mode "crop" the new box is
+    kept inside the MediaBox. A page left with no area is refused ("bad_parameter"):
+    server-side validation cannot know the page sizes. Content outside the box stays in
+    the file (crop hides, it does not redact)."""
+    pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
+    chosen = sorted(parse_pages(params["pages"]).resolve_set(len(pdf.pages)))
+    box = parse_box(params["box"]) if params["box"] is not None else None
+    for i in chosen:
+        page = pdf.pages[i]
+        new = box if box is not None else trim(page_box(page), params, page_rotation(page))
+        if params["mode"] == "crop":
+            new = intersect(new, page_box(page, ("/MediaBox",)))
+        if not has_area(new):
+            what = "box: the box leaves" if box is not None else "the margins leave"
+            raise Problem("bad_parameter", f"{what} page {i + 1} less than "
+                                           f"{MIN_SIDE_PT:g} point wide or high")
+        page.obj.CropBox = pikepdf.Array(new)
+        if params["mode"] == "media":
+            page.obj.MediaBox = pikepdf.Array(new)
+    return pdf_output(save_pdf(pdf), {"cropped": len(chosen)})

@@ -34,6 +34,7 @@ PROBLEMS: dict[str, ProblemKind] = {k.code: k for k in (
     ProblemKind("too_many_pages", 413, "The document has more pages than allowed"),
     ProblemKind("too_large", 413, "An image or page is larger than allowed"),
     ProblemKind("page_out_of_range", 400, "A page selection names a page the document lacks"),
+    ProblemKind("bad_parameter", 400, "A parameter does not fit this document"),
     ProblemKind("unsupported_image", 415, "The image is not a JPEG or PNG this service reads"),
 )}
 

@@ -2,6 +2,7 @@
 OpenAPI) and by child.py (dispatch). Pure data: no PDF library is imported here."""
 from __future__ import annotations
 
+from notrace.operations.boxes import BOX_PATTERN, MAX_POINTS, check_crop
 from notrace.operations.spec import Inputs, Operation, Param
 
 __all__ = ["OPERATIONS", "MAX_MERGE_INPUTS", "MAX_IMAGE_INPUTS"]
@@ -27,6 +28,12 @@ def _meta(field: str) -> Param:
     return Param(field, "string",
                  f"New {field}; an empty value deletes it; absent leaves it unchanged.",
                  default=None, max_length=1024)
+
+
+def _margin(side: str) -> Param:
+    return Param(side, "number", f"Points to cut off the {side} of each selected page, as "
+                 "the page is shown (after /Rotate).", default=0.0, minimum=0,
+                 maximum=MAX_POINTS)
 
 
 def _allow(what: str) -> Param:
@@ -58,6 +65,17 @@ _DECLARED = (
                      choices=(90, 180, 270)),
                PAGES_ALL, PASSWORD),
               "pdf", f"{_PKG}.pagework:rotate"),
+    Operation("crop", "Crop pages by margins or to a box (sets the CropBox; content outside "
+              "stays in the file).", _ONE_PDF,
+              tuple(_margin(side) for side in ("left", "right", "top", "bottom"))
+              + (Param("box", "string", 'The new box, "x0,y0,x1,y1" in PDF points of the '
+                       "page's own coordinates (instead of margins).", default=None,
+                       max_length=80, pattern=BOX_PATTERN),
+                 Param("mode", "enum", "crop: set the CropBox (kept inside the MediaBox); "
+                       "media: set the MediaBox too, so the page itself shrinks.",
+                       default="crop", choices=("crop", "media")),
+                 PAGES_ALL, PASSWORD),
+              "pdf", f"{_PKG}.pagework:crop", check=check_crop),
     Operation("compress", "Lossless recompression (object streams, Flate, unused objects "
               "dropped); optional image downsampling.", _ONE_PDF,
               (Param("image_dpi", "integer",

@@ -14,11 +14,12 @@ import dataclasses
 import json
 import math
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from sandbox.limits import Limits
 
-__all__ = ["REQUIRED", "KINDS", "OUTPUTS", "ParamError", "Param", "Inputs", "Operation", "quote"]
+__all__ = ["REQUIRED", "KINDS", "OUTPUTS", "INTEGER_RE", "NUMBER_RE", "ParamError", "Param",
+           "Inputs", "Operation", "quote"]
 
 
 class _Required:
@@ -44,8 +45,8 @@ KINDS = ("string", "integer", "number", "boolean", "enum", "pages", "ranges", "p
 OUTPUTS = ("pdf", "archive", "json", "pdf_or_archive")
 
 # Text forms accepted; the same patterns go into the JSON Schema so both agree.
-_INTEGER_RE = r"[+-]?[0-9]{1,15}"
-_NUMBER_RE = r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]{0,15})?|\.[0-9]{1,15})"
+INTEGER_RE = r"[+-]?[0-9]{1,15}"
+NUMBER_RE = r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]{0,15})?|\.[0-9]{1,15})"
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -137,21 +138,22 @@ class Param:
             raise self.error("must not be empty")
         return raw
 
-    def _parse_integer(self, raw: str) -> int:
+    def _numeric_text(self, raw: str, pattern: str, what: str) -> str:
+        """`raw` stripped, once it matches `pattern` (the schema's, too)."""
         text = raw.strip()
-        if not re.fullmatch(_INTEGER_RE, text):
-            raise self.error(f"{self._shown(raw)} is not an integer")
-        value = int(text)
+        if not re.fullmatch(pattern, text):
+            raise self.error(f"{self._shown(raw)} is not {what}")
+        return text
+
+    def _parse_integer(self, raw: str) -> int:
+        value = int(self._numeric_text(raw, INTEGER_RE, "an integer"))
         if self.choices is not None and value not in self.choices:
             raise self.error(f"must be one of {', '.join(str(c) for c in self.choices)}")
         self._check_bounds(value)
         return value
 
     def _parse_number(self, raw: str) -> float:
-        text = raw.strip()
-        if not re.fullmatch(_NUMBER_RE, text):
-            raise self.error(f"{self._shown(raw)} is not a number")
-        value = float(text)
+        value = float(self._numeric_text(raw, NUMBER_RE, "a number"))
         if not math.isfinite(value):  # cannot happen with the pattern; kept as a guard
             raise self.error("must be finite")
         self._check_bounds(value)
@@ -192,9 +194,9 @@ class Param:
             if self.choices is not None:
                 schema["enum"] = [str(c) for c in self.choices]
             else:
-                schema["pattern"] = f"^\\s*{_INTEGER_RE}\\s*$"
+                schema["pattern"] = f"^\\s*{INTEGER_RE}\\s*$"
         elif self.kind == "number":
-            schema["pattern"] = f"^\\s*{_NUMBER_RE}\\s*$"
+            schema["pattern"] = f"^\\s*{NUMBER_RE}\\s*$"
         elif self.kind == "boolean":
             schema["enum"] = ["true", "false"]
         elif self.kind == "enum":
@@ -258,6 +260,9 @@ class Operation:
     output: one of OUTPUTS ("pdf_or_archive": split answers a zip of PDFs).
     function: "module:function" implementing it in the child (called by child.run).
     one_of: names of optional parameters of which exactly one must be given.
+    check: a check across the parsed values that no single Param can make (crop: a box
+        with no area, a box given with margins); it raises ParamError and runs last in
+        `validate`, in the SERVER. Pure Python, no I/O.
     limits: per-operation tightening of the server's sandbox Limits (None: defaults).
     """
 
@@ -268,6 +273,7 @@ class Operation:
     output: str
     function: str
     one_of: tuple[str, ...] = ()
+    check: Callable[[dict], None] | None = None
     limits: Limits | None = None
 
     def __post_init__(self) -> None:
@@ -311,6 +317,8 @@ class Operation:
                 which = " or ".join(self.one_of)
                 raise ParamError(given[-1] if given else self.one_of[0],
                                  f"give exactly one of {which}")
+        if self.check is not None:
+            self.check(values)
         return values
 
     def describe(self) -> dict:

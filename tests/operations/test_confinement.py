@@ -31,6 +31,8 @@ def test_every_operation_runs_confined(tmp_path):
         ([doc, active], "merge", {}), ([doc], "split", {"ranges": "1-2,3-"}),
         ([doc], "select", {"pages": "3,1,1"}), ([doc], "delete", {"pages": "even"}),
         ([doc], "rotate", {"angle": "90"}), ([doc], "linearize", {}), ([doc], "repair", {}),
+        ([doc], "crop", {"left": "10", "top": "20.5"}),
+        ([doc], "crop", {"box": "10,10,300,400", "mode": "media"}),
         ([active], "info", {}), ([active], "text", {}), ([active], "sanitize",
                                                           {"remove_links": "true"}),
         ([active], "metadata", {"title": "t", "author": "", "keywords": "k"}),

@@ -23,7 +23,7 @@ ALL_OPS = {**FAST_OPS, "split": {"every": "1"}, "select": {"pages": "-1,1"},
            "linearize": {}, "text": {}, "metadata": {"title": "t", "author": ""},
            "encrypt": {"password": "x"}, "decrypt": {"password": "x"},
            "watermark": {"text": "W (x)"}, "number": {"format": "{n} / {total}"},
-           "flatten": {}, "merge": {}}
+           "flatten": {}, "merge": {}, "crop": {"left": "10", "top": "10"}}
 
 
 def corpus_files() -> list[str]:

@@ -105,6 +105,62 @@ def test_rotate_adds_to_existing_rotation(call):
     assert [int(p.obj.Rotate) for p in pdf.pages] == [180] * 3
 
 
+def _boxes(data: bytes) -> list[tuple[list[float], list[float]]]:
+    """(CropBox, MediaBox) of each page, read by pikepdf and by pypdf, which must agree."""
+    with pdfs.open_any(data) as pdf:
+        boxes = [([float(v) for v in p.cropbox], [float(v) for v in p.mediabox])
+                 for p in pdf.pages]
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    assert [([float(v) for v in p.cropbox], [float(v) for v in p.mediabox])
+            for p in reader.pages] == boxes
+    return boxes
+
+
+_LETTER = [0.0, 0.0, 612.0, 792.0]
+
+
+def test_crop_by_margins_on_selected_pages(call):
+    answer = call("crop", [A], pages="1,3", left=10, right=20.5, top=30, bottom=40)
+    assert answer.report == {"cropped": 2}
+    trimmed = [10.0, 40.0, 591.5, 762.0]
+    assert _boxes(answer.file) == [(trimmed, _LETTER), (_LETTER, _LETTER), (trimmed, _LETTER)]
+    assert reopen(answer.file)[1] == ["A page 1", "A page 2", "A page 3"]  # content kept
+
+
+@pytest.mark.parametrize("rotate, expected", [
+    # top=10, right=20 as the reader sees the page: /Rotate 90 shows the user-space left
+    # edge on top and the top edge on the right; 180 and 270 turn further.
+    (90, [10.0, 0.0, 612.0, 772.0]),
+    (180, [20.0, 10.0, 612.0, 792.0]),
+    (270, [0.0, 20.0, 602.0, 792.0]),
+])
+def test_crop_margins_follow_the_visible_orientation(call, rotate, expected):
+    answer = call("crop", [make_pdf(1, rotate=rotate)], top=10, right=20)
+    assert _boxes(answer.file) == [(expected, _LETTER)]
+
+
+def test_crop_to_a_box_and_media_mode(call):
+    # Corners in either order; mode "crop" keeps the box inside the MediaBox.
+    answer = call("crop", [A], box="500,700,-50,100", pages="2")
+    assert _boxes(answer.file)[1] == ([0.0, 100.0, 500.0, 700.0], _LETTER)
+    answer = call("crop", [A], box="-50,100,500,700", mode="media", pages="-1")
+    assert _boxes(answer.file) == [(_LETTER, _LETTER)] * 2 + [([-50.0, 100.0, 500.0, 700.0],) * 2]
+    # Margins apply to what is visible, and repeated crops add up.
+    again = call("crop", [call("crop", [A], left=100).file], left=100, mode="media")
+    assert _boxes(again.file) == [([200.0, 0.0, 612.0, 792.0],) * 2] * 3
+
+
+def test_crop_that_leaves_no_area_is_refused(call):
+    answer = call("crop", [make_pdf(2, size=(300, 400))], pages="2", left=150, right=149.5)
+    assert (answer.problem, answer.manifest["detail"]) == (
+        "bad_parameter", "the margins leave page 2 less than 1 point wide or high")
+    answer = call("crop", [A], box="700,0,900,100")  # outside the MediaBox
+    assert (answer.problem, answer.manifest["detail"]) == (
+        "bad_parameter", "box: the box leaves page 1 less than 1 point wide or high")
+    assert call("crop", [A], box="700,0,900,100", mode="media").problem is None
+    assert call("crop", [A], pages="4", left=1).problem == "page_out_of_range"
+
+
 def test_compress_is_lossless_and_downsamples_on_request(call):
     doc = call("from-images", [pdfs.make_image_png(600, 400)]).file  # 600 px on 600 pt
     answer = call("compress", [doc])
@@ -326,7 +382,7 @@ def test_from_images_rejects(call, data, problem):
 
 
 def test_page_limit_applies_to_every_reader(call):
-    for op, raw in (("info", {}), ("text", {}), ("rotate", {"angle": 90}),
+    for op, raw in (("info", {}), ("text", {}), ("rotate", {"angle": 90}), ("crop", {}),
                     ("sanitize", {}), ("split", {"every": 1})):
         answer = call(op, [A], max_pages=2, **raw)
         assert answer.problem == "too_many_pages", op

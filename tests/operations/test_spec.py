@@ -13,7 +13,7 @@ from notrace.operations.problems import PROBLEMS, Problem
 
 EXPECTED = {"merge", "split", "select", "delete", "rotate", "compress", "linearize", "info",
             "metadata", "sanitize", "encrypt", "decrypt", "watermark", "number", "flatten",
-            "repair", "text", "images", "from-images"}
+            "repair", "text", "images", "from-images", "crop"}
 
 
 def test_registry_is_complete_and_resolvable():
@@ -65,6 +65,13 @@ def test_from_images_and_merge_inputs():
     ("decrypt", {}, "password: is required"),
     ("decrypt", {"password": ""}, "password: must not be empty"),
     ("compress", {"image_dpi": "10"}, "image_dpi: must be at least 36"),
+    ("crop", {"left": "-1"}, "left: must be at least 0"),
+    ("crop", {"box": "0,0,100"}, 'box: "0,0,100" is not in the accepted form'),
+    ("crop", {"box": "0,0,100,0.5"}, "box: leaves an empty box: each side must be at least "
+                                     "1 point"),
+    ("crop", {"box": "0,0,200000,10"}, "box: coordinates must be within -100000 and 100000 "
+                                       "points"),
+    ("crop", {"box": "0,0,100,100", "top": "5"}, "top: give either box or margins, not both"),
 ])
 def test_validate_errors(op, raw, message):
     with pytest.raises(ParamError) as caught:
@@ -80,6 +87,9 @@ def test_validate_fills_defaults_and_types():
     assert OPERATIONS["select"].validate({"pages": " 3 , 1,1"})["pages"] == "3,1,1"
     assert OPERATIONS["sanitize"].validate({"remove_links": "YES"})["remove_links"] is True
     assert OPERATIONS["split"].validate({"every": "+2"})["every"] == 2
+    assert OPERATIONS["crop"].validate({"box": "0,0, 10,10", "left": "0"}) == {
+        "left": 0.0, "right": 0.0, "top": 0.0, "bottom": 0.0, "box": "0,0, 10,10",
+        "mode": "crop", "pages": "all", "password": None}
 
 
 def test_secrets_are_never_echoed():

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from tests.pdfs import make_encrypted_pdf, make_pdf
 from tests.service import builders as b
 
-PDF = b.pdf(2)
+PDF = make_pdf(2)
 
 
 def _problem(reply, status: int, slug: str) -> dict:
@@ -193,15 +194,15 @@ def test_malformed_pdf(server):
 
 
 def test_password_required_and_wrong(server):
-    locked = b.pdf(1, password="right")
+    locked = make_encrypted_pdf(1, user="right")
     _problem(server.post("info", [locked]), 422, "password-required")
     _problem(server.post("info", [locked], {"password": "wrong"}), 422, "password-wrong")
     assert server.post("info", [locked], {"password": "right"}).status == 200
 
 
 def test_too_many_pages(tight):
-    _problem(tight.post("info", [b.pdf(6)]), 422, "too-many-pages")
-    assert tight.post("info", [b.pdf(5)]).status == 200
+    _problem(tight.post("info", [make_pdf(6)]), 422, "too-many-pages")
+    assert tight.post("info", [make_pdf(5)]).status == 200
 
 
 @pytest.mark.timeout(60)

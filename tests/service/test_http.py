@@ -11,9 +11,9 @@ from openapi_spec_validator import validate
 
 from notrace.operations import OPERATIONS
 from notrace.problems import TYPES
-from tests.service import builders as b
+from tests.pdfs import make_pdf
 
-PDF = b.pdf(1)
+PDF = make_pdf(1)
 SECURITY = {"cache-control": "no-store", "x-content-type-options": "nosniff",
             "referrer-policy": "no-referrer"}
 

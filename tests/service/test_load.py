@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.service import builders as b
+from tests.pdfs import make_pdf
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-PDF = b.pdf(2)
+PDF = make_pdf(2)
 
 
 @pytest.mark.timeout(180)

@@ -10,7 +10,7 @@ import pypdf
 import pytest
 
 from notrace.operations import OPERATIONS
-from tests.service import builders as b
+from tests.pdfs import make_encrypted_pdf, make_image_jpeg, make_image_png, make_pdf
 
 
 def _pages_both(data: bytes, password: str | None = None) -> list[float]:
@@ -32,7 +32,7 @@ def _zip_members(data: bytes) -> dict[str, bytes]:
         return {name: zf.read(name) for name in zf.namelist()}
 
 
-_THREE = b.pdf(3, text="hello")
+_THREE = make_pdf(3, text="hello")
 _IMAGES_PDF = None  # built lazily from from-images' own output
 
 
@@ -63,11 +63,12 @@ def _check_zip(count: int):
 
 
 CASES = {
-    "merge": ([b.pdf(1), b.pdf(2)], {}, _check_pdf(3)),
+    "merge": ([make_pdf(1), make_pdf(2)], {}, _check_pdf(3)),
     "split": ([_THREE], {"every": "1"}, _check_zip(3)),
     "select": ([_THREE], {"pages": "3,1"}, _check_pdf(2)),
     "delete": ([_THREE], {"pages": "1"}, _check_pdf(2)),
     "rotate": ([_THREE], {"angle": "90"}, _check_pdf(3)),
+    "crop": ([_THREE], {"left": "10"}, _check_pdf(3)),
     "compress": ([_THREE], {}, _check_pdf(3)),
     "linearize": ([_THREE], {}, _check_pdf(3)),
     "repair": ([_THREE], {}, _check_pdf(3)),
@@ -76,12 +77,12 @@ CASES = {
     "metadata": ([_THREE], {"title": "New title"}, _check_pdf(3)),
     "sanitize": ([_THREE], {}, _check_pdf(3)),
     "encrypt": ([_THREE], {"password": "s3cret"}, _check_pdf(3, password="s3cret")),
-    "decrypt": ([b.pdf(2, password="pw")], {"password": "pw"}, _check_pdf(2)),
+    "decrypt": ([make_encrypted_pdf(2, user="pw")], {"password": "pw"}, _check_pdf(2)),
     "watermark": ([_THREE], {"text": "DRAFT"}, _check_pdf(3)),
     "number": ([_THREE], {}, _check_pdf(3)),
     "flatten": ([_THREE], {}, _check_pdf(3)),
     "images": ([_THREE], {}, _check_zip(0)),
-    "from-images": ([b.png(), b.jpeg()], {}, _check_pdf(2)),
+    "from-images": ([make_image_png(), make_image_jpeg()], {}, _check_pdf(2)),
 }
 
 
@@ -99,7 +100,7 @@ def test_operation_end_to_end(server, name):
 
 
 def test_images_extracted_from_a_pdf_with_images(server):
-    made = server.post("from-images", [b.png(), b.jpeg(), b.png(8, 8)])
+    made = server.post("from-images", [make_image_png(), make_image_jpeg(), make_image_png(8, 8)])
     assert made.status == 200
     reply = server.post("images", [made.body])
     assert reply.status == 200
@@ -108,7 +109,7 @@ def test_images_extracted_from_a_pdf_with_images(server):
 
 def test_multipart_order_is_the_order_used(server):
     widths = [300, 100, 200]
-    files = [b.pdf(1, width=w) for w in widths]
+    files = [make_pdf(1, size=(w, 200)) for w in widths]
     # Filenames sort the other way round: the order must come from the parts, not names.
     reply = server.post("merge", files, filenames=["c.pdf", "b.pdf", "a.pdf"])
     assert reply.status == 200
@@ -135,6 +136,26 @@ def test_raw_pdf_body_with_query_parameters(server):
     assert reply.status == 200
     with pikepdf.open(io.BytesIO(reply.body)) as doc:
         assert [int(p.obj.get("/Rotate", 0)) for p in doc.pages] == [180, 0, 0]
+
+
+def test_crop_sets_boxes_and_refuses_an_empty_crop(server):
+    reply = server.post("crop", [_THREE], {"pages": "2-", "left": "12", "top": "100.5"})
+    assert reply.status == 200, reply.body[:300]
+    assert json.loads(reply.headers["x-notrace-report"]) == {"cropped": 2}
+    with pikepdf.open(io.BytesIO(reply.body)) as doc:
+        boxes = [[float(v) for v in p.cropbox] for p in doc.pages]
+        assert [[float(v) for v in p.mediabox] for p in doc.pages] == [[0, 0, 612, 792]] * 3
+    assert boxes == [[0, 0, 612, 792]] + [[12, 0, 612, 691.5]] * 2
+    assert [[float(v) for v in p.cropbox] for p in pypdf.PdfReader(io.BytesIO(reply.body)).pages] \
+        == boxes
+    # Knowable from the parameters: refused before any child, naming the parameter.
+    reply = server.post("crop", [_THREE], {"box": "0,0,0.5,10"})
+    assert (reply.status, reply.problem_type) == (400, "/problems/bad-parameter")
+    assert reply.json()["param"] == "box"
+    # Known only once the document is open: the child's bad_parameter, also a 400.
+    reply = server.post("crop", [_THREE], {"left": "400", "right": "400"})
+    assert (reply.status, reply.problem_type) == (400, "/problems/bad-parameter")
+    assert reply.json()["detail"] == "the margins leave page 1 less than 1 point wide or high"
 
 
 def test_raw_body_refused_for_multi_input_operations(server):

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.service import builders as b
+from tests.pdfs import make_encrypted_pdf, make_pdf
 
 MARKER = "ZTMARK" + uuid.uuid4().hex[:12]
 # Storage mounts made read-only for the server (pseudo filesystems stay as they are).
@@ -52,8 +52,8 @@ def test_nothing_written_nothing_logged(sealed_server):
     server = sealed_server
     before = _snapshot()
     name = f"{MARKER}-secret-report.pdf"
-    marked = b.pdf(2, text=MARKER)
-    locked = b.pdf(1, password=MARKER)
+    marked = make_pdf(2, marker=MARKER)
+    locked = make_encrypted_pdf(1, user=MARKER)
     replies = [
         server.post("info", [marked], filenames=[name]),
         server.post("merge", [marked, marked], filenames=[name, "x" + name]),
