@@ -303,6 +303,10 @@ class Sandbox:
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(SandboxError(reason + " during start-up"))
         self._fail_all("crashed", reason)
+        if os.getpid() == 1:
+            # As a container's init, orphans are ours: the dead fork server's children
+            # die of PDEATHSIG moments from now and must be reaped, or they stay zombies.
+            self._loop.create_task(_reap_orphans(lambda: self._proc))
         if not self._closed and (self._restarting is None or self._restarting.done()):
             self._restarting = self._loop.create_task(self._restart())
 
@@ -345,3 +349,26 @@ class Sandbox:
                 self._proc.send_signal(signal.SIGKILL)
             self._proc.wait()
             self._proc = None
+
+
+async def _reap_orphans(current_fork_server, seconds: float = 5.0) -> None:
+    """PID 1 only: reap re-parented, exited grandchildren for a while (bounded).
+
+    Peeks first (WNOWAIT) so that the fork server being restarted, a child of ours that
+    subprocess must reap itself, is never taken.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                info = None
+            proc = current_fork_server()
+            if info is None or (proc is not None and info.si_pid == proc.pid):
+                break
+            try:
+                os.waitpid(info.si_pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+        await asyncio.sleep(0.1)

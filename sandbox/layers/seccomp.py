@@ -1,4 +1,4 @@
-"""Seccomp: the child may make only the system calls listed here; any other kills it.
+r"""Seccomp: the child may make only the system calls listed here; any other kills it.
 
 probe() runs in the fork server; apply() in the child, last of all layers (the other
 layers need calls this filter refuses: setresuid, unshare, landlock_*). The default

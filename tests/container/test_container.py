@@ -295,6 +295,49 @@ def test_memory_hog_is_oom_killed_within_the_limit_and_service_recovers(service)
     print(f"hog killed at {reached_mb} MB; server pid {pid_before} -> {state['Pid']}")
 
 
+ZOMBIES_AFTER_FORK_SERVER_DEATH = r"""
+import os, signal, time
+def status(pid):
+    try:
+        return dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    except OSError:
+        return {}
+def children_of(ppid):
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()
+            and status(p).get("PPid", "").strip() == str(ppid)]
+fork_server = [p for p in children_of(1) if b"forkserver" in open(f"/proc/{p}/cmdline", "rb").read()]
+assert len(fork_server) == 1, fork_server
+grandchildren = children_of(fork_server[0])
+assert grandchildren, "no warm children under the fork server"
+os.kill(fork_server[0], signal.SIGKILL)
+time.sleep(3)
+zombies = [p for p in os.listdir("/proc") if p.isdigit() and status(p).get("State", "").strip().startswith("Z")]
+alive = [p for p in grandchildren if status(p)]
+print(len(grandchildren), zombies, alive)
+"""
+
+
+WAIT_READY = r"""
+import time, urllib.request, urllib.error
+for _ in range(200):
+    try:
+        print(urllib.request.urlopen("http://127.0.0.1:8000/ready", timeout=2).status); break
+    except (urllib.error.URLError, OSError):
+        time.sleep(0.2)
+"""
+
+
+def test_fork_server_death_leaves_no_zombie_and_service_recovers(service):
+    # PID 1 in the container is the server itself (no init): the dead fork server's
+    # children are re-parented to it, die of PDEATHSIG, and must be reaped by it.
+    out = service.probe(ZOMBIES_AFTER_FORK_SERVER_DEATH).stdout.split(maxsplit=1)
+    assert int(out[0]) >= 1
+    assert out[1].strip() == "[] []", out
+    ready = service.probe(WAIT_READY, timeout=60).stdout.strip()
+    assert ready == "200", ready
+    assert service.workload("merge")["status"] == 200
+
+
 def test_sigterm_drains_then_down_leaves_nothing_and_up_starts_clean(service):
     # A marker in /tmp: it must not survive.
     service.probe("open('/tmp/marker', 'w').write('left behind?')")
