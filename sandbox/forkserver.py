@@ -30,7 +30,7 @@ from typing import Callable
 
 from sandbox import child as child_main
 from sandbox import protocol
-from sandbox.layers import probe_all
+from sandbox.layers import prepare_all, probe_all
 from sandbox.layers.rlimits import MAX_JOB_FDS
 from sandbox.limits import Limits
 from sandbox.memfd import MemFile
@@ -93,6 +93,7 @@ class ForkServer:
         self.outbox: collections.deque[tuple[dict, list[int]]] = collections.deque()
         self.selector = selectors.DefaultSelector()
         self.layers = probe_all()
+        prepare_all(self.layers)
         self.available = {s.name: s.available for s in self.layers}
         self.applied: list[str] | None = None        # what the first ready child applied
         self.setup_failures = 0

@@ -315,9 +315,9 @@ class Sandbox:
             await asyncio.sleep(RESTART_BACKOFF_S[min(attempt, len(RESTART_BACKOFF_S) - 1)])
             if self._closed:
                 return
+            self._restarts += 1              # counted as started: readiness follows
             try:
                 await self._spawn()
-                self._restarts += 1
                 return
             except (SandboxError, OSError):
                 continue

@@ -15,7 +15,8 @@ from sandbox.layers.rlimits import Rlimits
 from sandbox.layers.seccomp import Seccomp
 from sandbox.policy import LAYER_ORDER
 
-__all__ = ["LAYERS", "ChildContext", "Layer", "LayerError", "LayerStatus", "confine", "probe_all"]
+__all__ = ["LAYERS", "ChildContext", "Layer", "LayerError", "LayerStatus", "confine", "prepare_all",
+           "probe_all"]
 
 #: One instance of each layer, in the order confinement applies them (seccomp last).
 LAYERS: tuple[Layer, ...] = tuple(
@@ -24,8 +25,16 @@ LAYERS: tuple[Layer, ...] = tuple(
 
 
 def probe_all() -> list[LayerStatus]:
-    """In the fork server: what each layer is on this host, in LAYER_ORDER."""
+    """In the fork server: what each layer is on this host, in LAYER_ORDER. Read-only."""
     return [layer.probe() for layer in LAYERS]
+
+
+def prepare_all(statuses: list[LayerStatus]) -> None:
+    """In the fork server ONLY (it changes the calling process: see Layer.prepare), once:
+    prepare each layer available here for all the children to come."""
+    for layer, status in zip(LAYERS, statuses):
+        if status.available:
+            layer.prepare()
 
 
 def confine(ctx: ChildContext, available: dict[str, bool]) -> None:

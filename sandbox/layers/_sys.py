@@ -6,6 +6,7 @@ opened) in a child after Landlock has closed the filesystem to it.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import time
@@ -98,17 +99,34 @@ def bounding_set() -> list[int]:
         cap += 1
 
 
+@functools.lru_cache(maxsize=1)
+def last_capability() -> int:
+    """The highest capability this kernel knows (probed once, in the fork server)."""
+    cap = 0
+    while True:
+        try:
+            prctl(PR_CAPBSET_READ, cap + 1)
+        except OSError:  # EINVAL: past the last capability
+            return cap
+        cap += 1
+
+
 def drop_bounding_set() -> None:
     """Empty the bounding set, if this thread may (CAP_SETPCAP effective); verify.
 
     Without CAP_SETPCAP it is left as is: a process with no permitted capabilities and
     no_new_privs can never gain any from it (and seccomp refuses execve anyway).
+    Runs in every child before Landlock: one drop per capability, then one read of
+    CapBnd to verify (probing each capability again would double the cost).
     """
+    if not int(proc_status_field("CapBnd"), 16):
+        return                      # already empty: inherited from the fork server
     if capabilities()[0] & (1 << CAP_SETPCAP):
-        for cap in bounding_set():
+        for cap in range(last_capability() + 1):
             prctl(PR_CAPBSET_DROP, cap)
-        if bounding_set():
-            raise OSError(0, f"bounding set not empty after drop: {bounding_set()}")
+        left = int(proc_status_field("CapBnd"), 16)
+        if left:
+            raise OSError(0, f"bounding set not empty after drop: {left:#x}")
 
 
 def clear_capabilities() -> None:

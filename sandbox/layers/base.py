@@ -50,6 +50,11 @@ class Layer(abc.ABC):
     def probe(self) -> LayerStatus:
         """In the fork server: can this layer be applied on this host? Never raises."""
 
+    def prepare(self) -> None:
+        """In the fork server, once, after probe() said available: do ahead of time
+        whatever every child would otherwise repeat (it must not weaken the fork server's
+        own work). Default: nothing."""
+
     @abc.abstractmethod
     def apply(self, ctx: ChildContext) -> None:
         """In the child: apply the layer. Raises LayerError when it cannot."""

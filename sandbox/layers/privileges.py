@@ -21,6 +21,7 @@ class Privileges(Layer):
 
     def probe(self) -> LayerStatus:
         """In the fork server: always available; says which identity children will run as."""
+        _sys.last_capability()      # probed once here, inherited by every child
         if os.geteuid() == 0:
             default = Policy()
             detail = (f"children drop from root to uid {default.unprivileged_uid} "
@@ -28,6 +29,12 @@ class Privileges(Layer):
         else:
             detail = f"children keep uid {os.geteuid()} (not root), no capabilities"
         return LayerStatus(self.name, True, detail + ", no_new_privs, not dumpable")
+
+    def prepare(self) -> None:
+        """In the fork server: empty its bounding set once. It limits only what execve
+        could grant, and the fork server never execs, so its own work is unchanged;
+        children inherit the empty set instead of each paying ~2 ms to drop 41 caps."""
+        _sys.drop_bounding_set()
 
     def apply(self, ctx: ChildContext) -> None:
         """In the child. Order matters, see the comments."""

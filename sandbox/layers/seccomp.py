@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
+import struct
 import termios
 
 from sandbox.layers import _sys
@@ -180,6 +182,59 @@ def build_filter(own_pid: int, landlock_applied: bool) -> "seccomp.SyscallFilter
     return rules
 
 
+# The child's filter depends on its pid (kill, tkill, tgkill, prlimit64), known only after
+# the fork. libseccomp takes milliseconds to build and compile it; so the fork server
+# compiles it ONCE with this stand-in pid (above any pid_max, at most 2**22, so it cannot
+# collide with a real one) and each child writes its own pid into those comparisons.
+_PID_STANDIN = 0x3FFF_FFF1
+_BPF_INSN = struct.Struct("=HBBI")            # struct sock_filter: code, jt, jf, k
+_BPF_JMP_JEQ_K = 0x05 | 0x10 | 0x00           # BPF_JMP | BPF_JEQ | BPF_K
+_SECCOMP_SET_MODE_FILTER = 1
+_SECCOMP_FILTER_FLAG_TSYNC = 1                # every thread, as libseccomp's load() does
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}.get(os.uname().machine)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+@functools.lru_cache(maxsize=2)
+def compiled(landlock_applied: bool) -> bytes:
+    """In the fork server: the filter's BPF program, with _PID_STANDIN for the pid."""
+    rules = build_filter(_PID_STANDIN, landlock_applied)
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb", closefd=True) as sink:
+            rules.export_bpf(sink)
+        with os.fdopen(read_end, "rb", closefd=False) as source:
+            program = source.read()
+    finally:
+        os.close(read_end)
+    if not program or len(program) % _BPF_INSN.size:
+        raise OSError(errno.EINVAL, "libseccomp exported no BPF program")
+    return program
+
+
+def for_pid(program: bytes, pid: int) -> bytes:
+    """The compiled program with the stand-in pid replaced by `pid` in every comparison."""
+    patched = bytearray(program)
+    for offset in range(0, len(patched), _BPF_INSN.size):
+        code, jt, jf, k = _BPF_INSN.unpack_from(patched, offset)
+        if code == _BPF_JMP_JEQ_K and k == _PID_STANDIN:
+            _BPF_INSN.pack_into(patched, offset, code, jt, jf, pid)
+    return bytes(patched)
+
+
+def _load(program: bytes) -> None:
+    """In the child: install a BPF program as the seccomp filter of all its threads."""
+    if _SYS_SECCOMP is None:
+        raise OSError(errno.ENOSYS, f"no seccomp syscall number for {os.uname().machine}")
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // _BPF_INSN.size, ctypes.cast(buffer, ctypes.c_void_p))
+    _sys.syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, _SECCOMP_FILTER_FLAG_TSYNC,
+                 ctypes.c_void_p(ctypes.addressof(fprog)))
+
+
 def _libseccomp_version() -> str:
     class Version(ctypes.Structure):
         _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
@@ -207,11 +262,16 @@ class Seccomp(Layer):
         return LayerStatus(self.name, True,
                            f"libseccomp {version}, allow-list of {len(names())} calls")
 
+    def prepare(self) -> None:
+        """In the fork server: compile both variants of the filter once (see compiled)."""
+        for landlock_applied in (True, False):
+            compiled(landlock_applied)
+
     def apply(self, ctx: ChildContext) -> None:
         """In the child, last: after it, the child can only compute on its fds."""
         if seccomp is None:
             raise LayerError(f"seccomp: libseccomp unavailable: {_IMPORT_ERROR}")
         try:
-            build_filter(os.getpid(), landlock_applied="landlock" in ctx.applied).load()
+            _load(for_pid(compiled("landlock" in ctx.applied), os.getpid()))
         except OSError as exc:
             raise LayerError(f"seccomp: {exc}") from exc

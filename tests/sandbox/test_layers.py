@@ -465,3 +465,21 @@ def test_workload_runs_confined(available: dict[str, bool]) -> None:
     got = in_child(body).value
     assert got["main"] == got["thread"]
     assert got["main"]["encrypted"] == 2 and got["main"]["text"] > 0 and got["main"]["png"]
+
+
+def test_precompiled_filter_equals_a_fresh_build_for_the_pid():
+    # The fork server compiles the filter once with a stand-in pid; a child patches in its
+    # own. The result must be exactly what libseccomp would have built for that pid.
+    import io
+    from sandbox.layers import seccomp as layer
+    for landlock_applied in (True, False):
+        for pid in (2, 4242, 4_194_303):
+            fresh = layer.build_filter(pid, landlock_applied)
+            r, w = os.pipe()
+            with os.fdopen(w, "wb") as sink:
+                fresh.export_bpf(sink)
+            with os.fdopen(r, "rb") as source:
+                expected = source.read()
+            assert layer.for_pid(layer.compiled(landlock_applied), pid) == expected
+        assert layer.compiled(landlock_applied).count(
+            layer._PID_STANDIN.to_bytes(4, "little")) >= 1
