@@ -3,13 +3,15 @@
 Runs in its own clean interpreter (started by sandbox.Sandbox, never forked from the
 server), single-threaded. It imports the entry module once, keeps `workers` children
 forked AND confined ahead of time, hands each job to one idle child, enforces the job's
-wall-clock deadline from outside, reaps every child with its resource usage and sends the
-Result back. Like gunicorn's arbiter, nothing happens in a signal handler: one loop
-waits on sockets, pipes and pidfds with a timeout and, on every tick, kills the overdue,
-dispatches pending jobs and tops up the warm children.
+wall-clock deadline from outside, and answers each job with a Result. Like gunicorn's
+arbiter, nothing happens in a signal handler: one loop waits on sockets and pipes with a
+timeout and, on every tick, kills the overdue, dispatches pending jobs and tops up the
+warm children. The fork() itself is done by its helper process, sandbox.spawner, which
+also reaps the children and reports their ends, so this loop never blocks for it.
 
-Child states:  WARMING --ready--> IDLE --job--> BUSY --report/exit--> (reaped, gone)
-               any state --deadline/shutdown--> killed (SIGKILL to its group) --> reaped
+Child states:  (requested) --spawned--> WARMING --ready--> IDLE --job--> BUSY
+               BUSY --report--> answered --exited--> gone
+               any state --deadline/shutdown--> killed (SIGKILL by pidfd) --exited--> gone
 """
 from __future__ import annotations
 
@@ -26,10 +28,11 @@ import socket
 import stat
 import sys
 import time
+import types
 from typing import Callable
 
 from sandbox import child as child_main
-from sandbox import protocol
+from sandbox import protocol, spawner
 from sandbox.layers import prepare_all, probe_all
 from sandbox.layers.rlimits import MAX_JOB_FDS
 from sandbox.limits import Limits
@@ -99,6 +102,8 @@ class ForkServer:
         self.setup_failures = 0
         self.running = True
         self.announced = False
+        self.requested = 0                            # spawns asked of the spawner, not yet come
+        self.spawner_pid, self.spawner = spawner.start(self.become_child)
 
     # --- the loop ------------------------------------------------------------------
     def run(self) -> None:
@@ -108,30 +113,26 @@ class ForkServer:
                        + "; ".join(f"{s.name}: {s.detail}" for s in missing))
             return
         self.control.setblocking(False)
+        self.spawner.setblocking(False)
         self.selector.register(self.control, selectors.EVENT_READ, ("control", None))
+        self.selector.register(self.spawner, selectors.EVENT_READ, ("spawner", None))
         while self.running:
-            needs_child = self.warm_count() < self.workers
-            # A job waiting for a warm child comes first; forking a replacement (a
-            # millisecond or more) waits for a moment with nothing else to do.
-            events = self.selector.select(0 if needs_child else self.next_timeout())
-            for key, _ in events:
+            self.manage_children()
+            for key, _ in self.selector.select(self.next_timeout()):
                 kind, child = key.data
                 if child is not None and child.pid not in self.children:
                     continue                  # reaped earlier in this same batch
                 if kind == "control":
                     self.on_control()
+                elif kind == "spawner":
+                    self.on_spawner()
                 elif kind == "chan":
                     self.on_child_message(child)
                 elif kind == "stderr":
                     self.on_child_stderr(child)
-                elif kind == "exit":
-                    self.reap(child)
             self.murder_overdue()
             self.dispatch()
             self.flush_outbox()
-            if needs_child and (not events or self.pending):
-                self.spawn_child()
-                self.dispatch()
         self.stop()
 
     def next_timeout(self) -> float:
@@ -200,35 +201,64 @@ class ForkServer:
             child.deadline = child.job_started + job.limits.wall_s
 
     # --- the children -----------------------------------------------------------------
-    def warm_count(self) -> int:
-        """Children warming or idle: the loop keeps `workers` of them, besides busy ones."""
-        return sum(1 for c in self.children.values() if c.state in (WARMING, IDLE))
+    def manage_children(self) -> None:
+        """Keep `workers` children requested, warming or idle, besides the busy ones.
 
-    def spawn_child(self) -> None:
-        parent_chan, child_chan = protocol.socketpair()
-        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:                                  # the child: never returns
+        While a job runs and a warm child is still at hand, the top-up waits: forking
+        and confining cost milliseconds of CPU that the running job would compete for.
+        """
+        warm = self.requested + sum(1 for c in self.children.values()
+                                    if c.state in (WARMING, IDLE) and not c.killed)
+        running = any(c.state == BUSY and not c.answered for c in self.children.values())
+        if running and warm:
+            return
+        for _ in range(self.workers - warm):
             try:
-                parent_chan.close()
-                os.close(stderr_r)
-                child_main.main(child_chan, stderr_w, self.entry, self.policy,
-                                self.limits, self.available, self.library_fds)
-            finally:
-                os._exit(child_main.EXIT_SETUP_FAILED)
-        child_chan.close()
-        os.close(stderr_w)
-        try:
-            os.setpgid(pid, pid)                      # both sides set it: no race
-        except OSError:
-            pass
-        parent_chan.setblocking(False)
-        os.set_blocking(stderr_r, False)
-        child = Child(pid, os.pidfd_open(pid), parent_chan, stderr_r)
+                protocol.send(self.spawner, {"type": "spawn"})
+            except BlockingIOError:
+                return                                # asked enough for now: next tick
+            except OSError:
+                self.fatal("the spawner is gone")
+                return
+            self.requested += 1
+
+    def become_child(self, chan: socket.socket, stderr_fd: int):
+        """In a child just forked by the spawner: its whole life (never returns)."""
+        child_main.main(chan, stderr_fd, self.entry, self.policy, self.limits,
+                        self.available, self.library_fds)
+
+    def on_spawner(self) -> None:
+        """The spawner's news: a child was forked (with its fds), or one has exited."""
+        while True:
+            try:
+                message, fds = protocol.recv(self.spawner, max_fds=3)
+            except BlockingIOError:
+                return
+            except (EOFError, ConnectionError, protocol.ProtocolError):
+                self.fatal("the spawner died")
+                return
+            if message.get("type") == "spawned" and len(fds) == 3:
+                self.requested = max(0, self.requested - 1)
+                self.adopt(message["pid"], *fds)
+            elif message.get("type") == "exited":
+                protocol.close_all(fds)
+                child = self.children.get(message.get("pid"))
+                if child is not None:
+                    usage = types.SimpleNamespace(ru_utime=message["utime"],
+                                                  ru_stime=message["stime"],
+                                                  ru_maxrss=message["maxrss_kb"])
+                    self.reap(child, message["status"], usage)
+            else:
+                protocol.close_all(fds)
+
+    def adopt(self, pid: int, chan_fd: int, stderr_fd: int, pidfd: int) -> None:
+        chan = socket.socket(fileno=chan_fd)
+        chan.setblocking(False)
+        os.set_blocking(stderr_fd, False)
+        child = Child(pid, pidfd, chan, stderr_fd)
         self.children[pid] = child
         self.selector.register(child.chan, selectors.EVENT_READ, ("chan", child))
         self.selector.register(child.stderr_fd, selectors.EVENT_READ, ("stderr", child))
-        self.selector.register(child.pidfd, selectors.EVENT_READ, ("exit", child))
 
     def on_child_message(self, child: Child) -> None:
         try:
@@ -284,25 +314,21 @@ class ForkServer:
                 self.kill(child, "setup")
 
     def kill(self, child: Child, why: str) -> None:
-        """SIGKILL the child's whole group; reaping follows when its pidfd fires."""
+        """SIGKILL the child (by pidfd: never a recycled pid; a child cannot fork, so it
+        is its whole group); the spawner reaps it and tells us."""
         child.killed = child.killed or why           # the first cause wins
         try:
             signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        try:
-            os.killpg(child.pid, signal.SIGKILL)      # safe: the pid is not reaped yet
-        except (ProcessLookupError, PermissionError):
-            pass
 
-    def reap(self, child: Child) -> None:
-        """The child is gone: collect its status and usage, answer its job, forget it."""
-        _, wait_status, usage = os.wait4(child.pid, 0)
+    def reap(self, child: Child, wait_status: int, usage) -> None:
+        """The child is gone (the spawner reaped it): answer its job, forget it."""
         # Its last words may still sit unread in the channel and pipe: read them first.
         if child.report is None and child.state == BUSY:
             self.on_child_message(child)
         drain_stderr(child)
-        for fileobj in (child.chan, child.stderr_fd, child.pidfd):
+        for fileobj in (child.chan, child.stderr_fd):
             self.forget(fileobj)
         child.chan.close()
         os.close(child.stderr_fd)
@@ -408,13 +434,22 @@ class ForkServer:
             protocol.close_all(fds)
 
     def stop(self) -> None:
-        """Kill every child, reap them all (bounded), answer their jobs, exit."""
+        """Kill every child, wait (bounded) for the spawner to reap them, answer their
+        jobs, then end the spawner."""
         for child in self.children.values():
             self.kill(child, "shutdown")
         deadline = time.monotonic() + 5.0
         while self.children and time.monotonic() < deadline:
-            for child in list(self.children.values()):
-                self.reap(child)
+            if self.selector.select(0.1):
+                self.on_spawner()
+        for child in list(self.children.values()):   # the spawner never told: answer anyway
+            if child.job is not None:
+                self.finish(child, "crashed", KILL_REASONS["shutdown"])
+        self.spawner.close()                          # EOF: the spawner kills, reaps, exits
+        try:
+            os.waitpid(self.spawner_pid, 0)
+        except ChildProcessError:
+            pass
         for job in self.pending:
             protocol.close_all(job.input_fds)
             job.output.close()

@@ -1,0 +1,124 @@
+"""The spawner: forks the children, so that the fork server's loop never blocks in fork().
+
+Forking a process that has imported a PDF stack copies its page tables: milliseconds
+during which a single-threaded fork server could neither relay a finished job's result
+nor dispatch the next. So the fork server forks this helper once, before any child, and
+asks it for children. It runs single-threaded and unconfined (it must fork), never sees a
+job, and does three things: fork a child on request (the child confines itself and waits
+for its job); hand the fork server that child's job channel, stderr pipe and a pidfd; and
+reap every child it made, sending the fork server its wait status and resource usage.
+
+Messages to the fork server: {"type": "spawned", "pid"} with fds [channel, stderr, pidfd];
+{"type": "exited", "pid", "status", "utime", "stime", "maxrss_kb"}.
+"""
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+from typing import Callable, NoReturn
+
+from sandbox import protocol
+from sandbox.layers import _sys
+
+EXIT_REAP_S = 5.0             # on shutdown, how long to wait for killed children
+
+
+class Spawner:
+    def __init__(self, sock: socket.socket,
+                 become_child: Callable[[socket.socket, int], NoReturn]) -> None:
+        self.sock = sock
+        self.become_child = become_child
+        self.pidfds: dict[int, int] = {}             # pid -> pidfd of each live child
+        self.selector = selectors.DefaultSelector()
+
+    def run(self) -> None:
+        """Serve spawn requests until the fork server closes the socket, then clean up."""
+        self.selector.register(self.sock, selectors.EVENT_READ, None)
+        running = True
+        while running:
+            for key, _ in self.selector.select():
+                if key.data is None:
+                    running = self.on_request()
+                else:
+                    self.reap(key.data)
+        self.stop()
+
+    def on_request(self) -> bool:
+        try:
+            message, fds = protocol.recv(self.sock, max_fds=0)
+        except (EOFError, ConnectionError, protocol.ProtocolError):
+            return False                             # the fork server is gone
+        protocol.close_all(fds)
+        if message.get("type") == "spawn":
+            self.spawn()
+        return True
+
+    def spawn(self) -> None:
+        parent_chan, child_chan = protocol.socketpair()
+        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:                                 # the child: never returns
+            try:
+                parent_chan.close()
+                os.close(stderr_r)
+                self.become_child(child_chan, stderr_w)
+            finally:
+                os._exit(70)
+        child_chan.close()
+        os.close(stderr_w)
+        try:
+            os.setpgid(pid, pid)                     # both sides set it: no race
+        except OSError:
+            pass
+        pidfd = os.pidfd_open(pid)
+        self.pidfds[pid] = pidfd
+        self.selector.register(pidfd, selectors.EVENT_READ, pid)
+        try:
+            protocol.send(self.sock, {"type": "spawned", "pid": pid},
+                          [parent_chan.fileno(), stderr_r, pidfd])
+        finally:
+            parent_chan.close()                      # the fork server holds them now
+            os.close(stderr_r)
+
+    def reap(self, pid: int) -> None:
+        """A child exited: collect it and tell the fork server how it ended."""
+        _, status, usage = os.wait4(pid, 0)
+        pidfd = self.pidfds.pop(pid)
+        self.selector.unregister(pidfd)
+        os.close(pidfd)
+        try:
+            protocol.send(self.sock, {"type": "exited", "pid": pid, "status": status,
+                                      "utime": usage.ru_utime, "stime": usage.ru_stime,
+                                      "maxrss_kb": usage.ru_maxrss})
+        except OSError:
+            pass                                     # the fork server is gone: no one to tell
+
+    def stop(self) -> None:
+        """Kill and reap every child left (they would die of PDEATHSIG anyway)."""
+        for pidfd in self.pidfds.values():
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in list(self.pidfds):
+            os.waitpid(pid, 0)                       # SIGKILLed: returns promptly
+            os.close(self.pidfds.pop(pid))
+
+
+def start(become_child: Callable[[socket.socket, int], NoReturn]) -> tuple[int, socket.socket]:
+    """In the fork server: fork the spawner; return its pid and the socket to it."""
+    ours, theirs = protocol.socketpair()
+    fork_server = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            _sys.prctl(_sys.PR_SET_PDEATHSIG, signal.SIGKILL)     # die with the fork server
+            if os.getppid() == fork_server:
+                Spawner(theirs, become_child).run()
+        finally:
+            os._exit(0)
+    theirs.close()
+    return pid, ours
