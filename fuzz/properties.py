@@ -10,19 +10,26 @@ the sandbox's children. Every call is checked for the service-wide contract:
 
 and the laws below check operations against each other on valid documents. Operations,
 parameters and their limits come from the registry (house rule 8): nothing is listed twice.
+
+The contract draws a batch of calls per Hypothesis example and runs them concurrently (as
+many in flight as the sandbox has workers), so both cores work; a failing batch shrinks to
+the one call that breaks the contract. The shrunk failure of every property is written to
+the regression directory (fuzz.regressions) before the test fails.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import logging
 import os
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import pikepdf
 import pypdf
 from hypothesis import HealthCheck, given, seed, settings, strategies as st
+from hypothesis.control import current_build_context
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from fuzz.strategies import malformed_pdfs, pdfs
@@ -32,8 +39,9 @@ from notrace.operations.spec import REQUIRED, Operation, ParamError
 from notrace.problems import HttpProblem
 from sandbox import Limits, Sandbox
 
-__all__ = ["Service", "Call", "Outcome", "Profile", "Throughput", "fuzz_limits", "profile", "operation_calls",
-           "check_contract", "LAWS", "hypothesis_tests", "ENTRY", "MAX_PAGES"]
+__all__ = ["Service", "Call", "Outcome", "Profile", "Throughput", "ContractBroken", "fuzz_limits", "profile",
+           "operation_calls", "check_contract", "check_contracts", "LAWS", "hypothesis_tests", "ENTRY", "WARMUP",
+           "MAX_PAGES"]
 
 ENTRY = "notrace.operations.child:run"
 WARMUP = "notrace.operations.child:warm_up"
@@ -54,13 +62,18 @@ def fuzz_limits() -> Limits:
 class Profile:
     """How much to fuzz. ci: bounded (a few minutes) and reproducible from `seed`; long:
     NOTRACE_FUZZ_EXAMPLES per property, NOTRACE_FUZZ_MINUTES overall, examples kept in
-    the Hypothesis database at NOTRACE_FUZZ_DB."""
+    the Hypothesis database at NOTRACE_FUZZ_DB. batch: at most this many contract calls
+    per Hypothesis example, run concurrently (NOTRACE_FUZZ_BATCH, default 6). regressions:
+    where shrunk failures are written (NOTRACE_FUZZ_REGRESSIONS, default
+    tests/fuzz/regressions; "" writes none)."""
 
     name: str
     examples: int
     minutes: float | None
     seed: int
     database: str | None
+    batch: int = 6
+    regressions: str | None = None
 
     def settings(self, examples: int | None = None) -> settings:
         db = DirectoryBasedExampleDatabase(self.database) if self.database else None
@@ -76,26 +89,48 @@ def profile(name: str | None = None) -> Profile:
     if name not in ("ci", "long"):
         raise ValueError(f"fuzz profile must be 'ci' or 'long', got {name!r}")
     seed = int(os.environ.get("NOTRACE_FUZZ_SEED", "20240601"))
+    batch = int(os.environ.get("NOTRACE_FUZZ_BATCH", "6"))
+    if batch < 1:
+        raise ValueError(f"NOTRACE_FUZZ_BATCH must be at least 1, got {batch!r}")
+    from fuzz.regressions import DIRECTORY  # noqa: PLC0415  (fuzz.regressions imports this module)
+    regressions = os.environ.get("NOTRACE_FUZZ_REGRESSIONS", str(DIRECTORY)) or None
     if name == "ci":
-        return Profile("ci", int(os.environ.get("NOTRACE_FUZZ_EXAMPLES", "30")), None, seed, None)
+        return Profile("ci", int(os.environ.get("NOTRACE_FUZZ_EXAMPLES", "30")), None, seed, None,
+                       batch, regressions)
     minutes = os.environ.get("NOTRACE_FUZZ_MINUTES")
     return Profile("long", int(os.environ.get("NOTRACE_FUZZ_EXAMPLES", "1000")),
-                   float(minutes) if minutes else None, seed, os.environ.get("NOTRACE_FUZZ_DB"))
+                   float(minutes) if minutes else None, seed, os.environ.get("NOTRACE_FUZZ_DB"),
+                   batch, regressions)
 
 
 @dataclasses.dataclass
 class Throughput:
-    """Examples and sandbox jobs counted across a run, for the closing line."""
+    """Examples and sandbox jobs counted across a run, for the closing line, with where
+    the wall time went: waiting for the sandbox, checking outputs (reopening), and the
+    rest (generating examples, Hypothesis itself). An example is one call of the
+    contract, or one instance of a law."""
 
     examples: int = 0
     jobs: int = 0
     started: float = dataclasses.field(default_factory=time.monotonic)
     statuses: dict = dataclasses.field(default_factory=dict)
+    sandbox_s: float = 0.0
+    check_s: float = 0.0
+
+    def restart(self) -> None:
+        """Count from now (after the sandbox started, so its start-up is not counted)."""
+        self.examples = self.jobs = 0
+        self.sandbox_s = self.check_s = 0.0
+        self.statuses = {}
+        self.started = time.monotonic()
 
     def line(self) -> str:
         elapsed = max(1e-9, time.monotonic() - self.started)
+        other = max(0.0, elapsed - self.sandbox_s - self.check_s)
         return (f"{self.examples} examples, {self.jobs} sandbox jobs in {elapsed:.1f} s: "
-                f"{self.examples / elapsed:.1f} examples/s, {self.jobs / elapsed:.1f} jobs/s; "
+                f"{self.examples / elapsed:.1f} examples/s, {self.jobs / elapsed:.1f} jobs/s "
+                f"(sandbox {self.sandbox_s:.1f} s, reopen checks {self.check_s:.1f} s, "
+                f"generation and Hypothesis {other:.1f} s); "
                 f"statuses {dict(sorted(self.statuses.items()))}")
 
 
@@ -129,15 +164,43 @@ class Outcome:
 
 
 class Service:
-    """A Sandbox running the real child entry, and the server's reading of its results."""
+    """A Sandbox running the real child entry, and the server's reading of its results.
+
+    Runs in the test process on its own persistent event loop (started on first use):
+    call() runs one job, call_many() runs several at once, at most `workers` in flight,
+    so that a job's elapsed time never includes waiting for a worker."""
 
     def __init__(self, *, limits: Limits | None = None, workers: int = 2, queue: int = 16) -> None:
         self.limits = limits or fuzz_limits()
+        self.workers = workers
         self.sandbox = Sandbox(ENTRY, limits=self.limits, workers=workers, queue=queue, warmup=WARMUP)
         self.throughput = Throughput()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
+
+    def _run(self, coroutine):
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            try:
+                self._loop.run_until_complete(self.sandbox.start())
+            except BaseException:
+                coroutine.close()
+                self._loop.run_until_complete(self.sandbox.close())
+                self._loop.close()
+                self._loop = None
+                raise
+            self._slots = asyncio.Semaphore(self.workers)
+        return self._loop.run_until_complete(coroutine)
+
+    def start(self) -> None:
+        """Start the sandbox now (it starts on first use otherwise); raises SandboxError."""
+        self._run(asyncio.sleep(0))
 
     def close(self) -> None:
-        self.sandbox.close_sync()
+        if self._loop is not None:
+            self._loop.run_until_complete(self.sandbox.close())
+            self._loop.close()
+            self._loop = None
 
     def __enter__(self) -> "Service":
         return self
@@ -146,17 +209,33 @@ class Service:
         self.close()
 
     def call(self, operation: str, inputs, params: dict | None = None) -> Outcome:
+        return self.call_many([Call(operation, tuple(inputs), tuple(sorted((params or {}).items())))])[0]
+
+    def call_many(self, calls: Sequence[Call]) -> list[Outcome]:
+        """Every call's outcome, in order; the calls run concurrently."""
+        started = time.monotonic()
+        try:
+            return self._run(self._gather(calls))
+        finally:
+            self.throughput.sandbox_s += time.monotonic() - started
+
+    async def _gather(self, calls: Sequence[Call]) -> list[Outcome]:
+        return list(await asyncio.gather(*(self._call(c.operation, c.inputs, dict(c.params)) for c in calls)))
+
+    async def _call(self, operation: str, inputs, params: dict) -> Outcome:
         op = OPERATIONS[operation]
         try:
-            validated = op.validate(params or {})
+            validated = op.validate(params)
         except ParamError as exc:  # the server answers 400 before any sandbox
             return Outcome(400, "not-run", 0.0, 0.0, problem=f"bad-parameter: {exc}")
         limits = self.limits.tightened(op.limits)
-        started = time.monotonic()
-        result = self.sandbox.run_sync([bytes(i) for i in inputs],
-                                       {"operation": operation, "params": validated, "max_pages": MAX_PAGES},
-                                       limits)
-        elapsed = time.monotonic() - started
+        async with self._slots:  # the clock starts when a worker is free for this job
+            started = time.monotonic()
+            result = await self.sandbox.run([bytes(i) for i in inputs],
+                                            {"operation": operation, "params": validated,
+                                             "max_pages": MAX_PAGES},
+                                            limits)
+            elapsed = time.monotonic() - started
         self.throughput.jobs += 1
         self.throughput.statuses[result.status] = self.throughput.statuses.get(result.status, 0) + 1
         outcome = Outcome(0, result.status, elapsed, limits.wall_s)
@@ -175,7 +254,7 @@ class Service:
 
     def must_succeed(self, operation: str, inputs, params: dict | None = None) -> Outcome:
         outcome = self.call(operation, inputs, params)
-        check_outcome(operation, outcome, (params or {}).get("password"))
+        check_call(self, Call(operation, tuple(inputs), tuple(sorted((params or {}).items()))), outcome)
         assert outcome.ok, f"{operation} {params} failed on a valid document: {outcome}"
         return outcome
 
@@ -212,11 +291,37 @@ def check_outcome(operation: str, outcome: Outcome, password: str | None = None)
             reopen(data, password if operation == "encrypt" else None)
 
 
+class ContractBroken(AssertionError):
+    """One call broke the service-wide contract; `call` is that call (what a regression
+    file keeps)."""
+
+    def __init__(self, message: str, call: Call) -> None:
+        super().__init__(message)
+        self.call = call
+
+
+def check_call(service: Service, call: Call, outcome: Outcome) -> None:
+    """The contract on one call's outcome; raises ContractBroken naming the call."""
+    started = time.monotonic()
+    try:
+        check_outcome(call.operation, outcome, dict(call.params).get("password"))
+    except Exception as exc:  # noqa: BLE001  an assertion, or a reopen that raised
+        raise ContractBroken(f"{type(exc).__name__}: {exc}" if not isinstance(exc, AssertionError)
+                             else str(exc), call) from exc
+    finally:
+        service.throughput.check_s += time.monotonic() - started
+
+
 def check_contract(service: Service, call: Call) -> Outcome:
-    outcome = service.call(call.operation, call.inputs, dict(call.params))
-    password = dict(call.params).get("password")
-    check_outcome(call.operation, outcome, password)
-    return outcome
+    return check_contracts(service, [call])[0]
+
+
+def check_contracts(service: Service, calls: Sequence[Call]) -> list[Outcome]:
+    """Run the calls concurrently, then check each; the first broken one raises."""
+    outcomes = service.call_many(calls)
+    for call, outcome in zip(calls, outcomes):
+        check_call(service, call, outcome)
+    return outcomes
 
 
 # -- generating calls from the registry -------------------------------------------------------
@@ -371,31 +476,46 @@ LAWS = {
 def hypothesis_tests(service: Service, run_profile: Profile) -> dict[str, Callable[[], None]]:
     """Each property as a ready-to-run Hypothesis test bound to `service`, seeded from the
     profile (so a CI run is reproducible from its printed seed). The contract gets three
-    times the examples of a law: it is the one that meets hostile input."""
+    times the examples of a law: it is the one that meets hostile input, in batches of
+    1..profile.batch calls (about 3n calls in all).
+
+    When a property fails, its shrunk example (the one Hypothesis replays last) is written
+    to profile.regressions (see fuzz.regressions) before the failure propagates."""
+    from fuzz import regressions  # noqa: PLC0415  (it imports this module)
     valid = pdfs(max_pages=6, encryption="any")
 
-    def bound(strategies_: tuple, check: Callable[..., None], examples: int) -> Callable[[], None]:
+    def bound(name: str, strategies_: tuple, check: Callable[..., None], examples: int,
+              count: Callable[[tuple], int] = lambda args: 1) -> Callable[[], None]:
         @seed(run_profile.seed)
         @run_profile.settings(examples)
         @given(st.tuples(*strategies_))
         def test(args: tuple) -> None:
-            service.throughput.examples += 1
-            check(service, *args)
+            service.throughput.examples += count(args)
+            try:
+                check(service, *args)
+            except Exception as exc:
+                if run_profile.regressions and current_build_context().is_final:
+                    path = regressions.save_failure(run_profile.regressions, name, args, exc,
+                                                    found_by=f"{name}, seed {run_profile.seed}")
+                    print(f"regression file written: {path}", flush=True)
+                raise
         test.__name__ = check.__name__  # Hypothesis reports and stores examples under it
         return test
 
     laws = LAWS
     n = run_profile.examples
+    batch = run_profile.batch
     return {
-        "contract": bound((operation_calls(),), check_contract, 3 * n),
-        "four_rotations_are_identity": bound((valid,), laws["four_rotations_are_identity"], n),
+        "contract": bound("contract", (st.lists(operation_calls(), min_size=1, max_size=batch),),
+                          check_contracts, max(1, round(3 * n * 2 / (batch + 1))), lambda args: len(args[0])),
+        "four_rotations_are_identity": bound("four_rotations_are_identity", (valid,), laws["four_rotations_are_identity"], n),
         "encrypt_then_decrypt_keeps_pages_and_text": bound(
-            (valid, st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=12)),
+            "encrypt_then_decrypt_keeps_pages_and_text", (valid, st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=12)),
             laws["encrypt_then_decrypt_keeps_pages_and_text"], n),
-        "select_all_keeps_every_page": bound((valid,), laws["select_all_keeps_every_page"], n),
+        "select_all_keeps_every_page": bound("select_all_keeps_every_page", (valid,), laws["select_all_keeps_every_page"], n),
         "merge_adds_page_counts_and_info_reads_it": bound(
-            (st.lists(valid, min_size=2, max_size=3),), laws["merge_adds_page_counts_and_info_reads_it"], n),
-        "split_then_merge_keeps_page_count": bound((valid, st.integers(1, 4)),
+            "merge_adds_page_counts_and_info_reads_it", (st.lists(valid, min_size=2, max_size=3),), laws["merge_adds_page_counts_and_info_reads_it"], n),
+        "split_then_merge_keeps_page_count": bound("split_then_merge_keeps_page_count", (valid, st.integers(1, 4)),
                                                    laws["split_then_merge_keeps_page_count"], n),
-        "sanitize_is_idempotent": bound((valid,), laws["sanitize_is_idempotent"], n),
+        "sanitize_is_idempotent": bound("sanitize_is_idempotent", (valid,), laws["sanitize_is_idempotent"], n),
     }

@@ -1,13 +1,17 @@
 """Fuzz driver: every property through the real sandbox, for as long as asked.
 
     python -m fuzz.run [--profile ci|long] [--examples N] [--minutes M] [--db DIR] [--seed S]
-                       [--only NAME ...]
+                       [--batch B] [--regressions DIR] [--only NAME ...]
 
 Runs in its own process (the fork server and children are started by the Sandbox). The
 options override NOTRACE_FUZZ_PROFILE, NOTRACE_FUZZ_EXAMPLES, NOTRACE_FUZZ_MINUTES,
-NOTRACE_FUZZ_DB and NOTRACE_FUZZ_SEED. With --minutes, rounds repeat with seed, seed+1, ...
-until the time is up (the database, when given, keeps every failing example across runs
-and replays it first). Prints the seeds, each failure, and the throughput at the end.
+NOTRACE_FUZZ_DB, NOTRACE_FUZZ_SEED, NOTRACE_FUZZ_BATCH and NOTRACE_FUZZ_REGRESSIONS. With
+--minutes, rounds repeat with seed, seed+1, ... until the time is up (the database, when
+given, keeps every failing example across runs and replays it first). The contract runs
+up to --batch calls per example concurrently on the sandbox's two workers. Every failure,
+shrunk, is written as a regression file (default tests/fuzz/regressions/, replayed by
+tests/fuzz/test_regressions.py; --regressions "" writes none). Prints the seeds, each
+failure, and the throughput at the end (examples per second, and where the time went).
 Exit status: 0 if every property held, 1 otherwise.
 """
 from __future__ import annotations
@@ -29,21 +33,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, help="keep running rounds for this long")
     parser.add_argument("--db", help="directory of the Hypothesis example database")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--batch", type=int, help="contract calls per example, run concurrently")
+    parser.add_argument("--regressions", help="directory for regression files ('' for none)")
     parser.add_argument("--only", nargs="+", choices=["contract", *LAWS], help="properties to run")
     args = parser.parse_args(argv)
     for option, variable in (("examples", "NOTRACE_FUZZ_EXAMPLES"), ("minutes", "NOTRACE_FUZZ_MINUTES"),
-                             ("db", "NOTRACE_FUZZ_DB"), ("seed", "NOTRACE_FUZZ_SEED")):
+                             ("db", "NOTRACE_FUZZ_DB"), ("seed", "NOTRACE_FUZZ_SEED"),
+                             ("batch", "NOTRACE_FUZZ_BATCH"), ("regressions", "NOTRACE_FUZZ_REGRESSIONS")):
         if getattr(args, option) is not None:
             os.environ[variable] = str(getattr(args, option))
     base = profile(args.profile)
     deadline = time.monotonic() + base.minutes * 60 if base.minutes else None
     failures: list[str] = []
     with Service() as service:
+        service.start()
+        service.throughput.restart()  # examples per second of fuzzing, not of start-up
         round_number = 0
         while True:
             run = dataclasses.replace(base, seed=base.seed + round_number)
             print(f"round {round_number}: profile={run.name} seed={run.seed} examples={run.examples} "
-                  f"db={run.database}", flush=True)
+                  f"batch={run.batch} db={run.database} regressions={run.regressions}", flush=True)
             for name, test in hypothesis_tests(service, run).items():
                 if args.only and name not in args.only:
                     continue
