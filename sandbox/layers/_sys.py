@@ -83,20 +83,9 @@ def capabilities() -> tuple[int, int, int]:
 
 
 def bounding_set() -> list[int]:
-    """The capabilities still in this thread's bounding set.
-
-    Probes PR_CAPBSET_READ upward until EINVAL, so it needs no /proc (which may already
-    be closed by Landlock) and follows the running kernel's cap_last_cap.
-    """
-    caps = []
-    cap = 0
-    while True:
-        try:
-            if prctl(PR_CAPBSET_READ, cap):
-                caps.append(cap)
-        except OSError:  # EINVAL: past the last capability this kernel knows
-            return caps
-        cap += 1
+    """The capabilities still in this thread's bounding set, read with PR_CAPBSET_READ:
+    no /proc needed (Landlock may have closed it), up to the running kernel's last cap."""
+    return [cap for cap in range(last_capability() + 1) if prctl(PR_CAPBSET_READ, cap)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -119,14 +108,15 @@ def drop_bounding_set() -> None:
     Runs in every child before Landlock: one drop per capability, then one read of
     CapBnd to verify (probing each capability again would double the cost).
     """
-    if not int(proc_status_field("CapBnd"), 16):
+    present = bounding_set()        # reads are cheap; /proc/self/status costs ~1 ms
+    if not present:
         return                      # already empty: inherited from the fork server
     if capabilities()[0] & (1 << CAP_SETPCAP):
-        for cap in range(last_capability() + 1):
+        for cap in present:
             prctl(PR_CAPBSET_DROP, cap)
-        left = int(proc_status_field("CapBnd"), 16)
+        left = bounding_set()
         if left:
-            raise OSError(0, f"bounding set not empty after drop: {left:#x}")
+            raise OSError(0, f"bounding set not empty after drop: {left}")
 
 
 def clear_capabilities() -> None:
