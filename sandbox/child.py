@@ -36,8 +36,8 @@ _MEMORY_WORDS = ("bad_alloc", "Cannot allocate memory", "out of memory")
 
 
 def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
-         limits: Limits, available: dict[str, bool], library_fds: tuple[int, ...] = ()
-         ) -> NoReturn:
+         limits: Limits, available: dict[str, bool], library_fds: tuple[int, ...] = (),
+         baseline_vm_bytes: int | None = None) -> NoReturn:
     """Confine this process, announce readiness, run exactly one job, exit."""
     try:
         os.setpgid(0, 0)                      # its own process group, killed as one
@@ -50,7 +50,10 @@ def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
         _close_fds_except(keep)
         os.environ.clear()                    # the fork server's env is already empty
         faulthandler.enable(file=2, all_threads=False)  # a crash leaves a trace for classification
-        ctx = ChildContext(policy=policy, limits=limits, baseline_vm_bytes=current_vm_bytes(),
+        # The fork server measures the baseline once: reading /proc costs each child ~2 ms.
+        if baseline_vm_bytes is None:
+            baseline_vm_bytes = current_vm_bytes()
+        ctx = ChildContext(policy=policy, limits=limits, baseline_vm_bytes=baseline_vm_bytes,
                            keep_fds=tuple(keep), was_root=os.geteuid() == 0)
         confine(ctx, available)
         protocol.send(chan, {"type": "ready", "layers": ctx.applied})

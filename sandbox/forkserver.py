@@ -34,7 +34,7 @@ from typing import Callable
 from sandbox import child as child_main
 from sandbox import protocol, spawner
 from sandbox.layers import prepare_all, probe_all
-from sandbox.layers.rlimits import MAX_JOB_FDS
+from sandbox.layers.rlimits import MAX_JOB_FDS, current_vm_bytes
 from sandbox.limits import Limits
 from sandbox.memfd import MemFile
 from sandbox.policy import LAYER_ORDER, Policy
@@ -103,6 +103,9 @@ class ForkServer:
         self.running = True
         self.announced = False
         self.requested = 0                            # spawns asked of the spawner, not yet come
+        # A child's address space at its start is the spawner's, a copy of ours: measured
+        # once here, it is the base its RLIMIT_AS adds the job's memory_mb to.
+        self.baseline_vm_bytes = current_vm_bytes()
         self.spawner_pid, self.spawner = spawner.start(self.become_child)
 
     # --- the loop ------------------------------------------------------------------
@@ -220,7 +223,7 @@ class ForkServer:
     def become_child(self, chan: socket.socket, stderr_fd: int):
         """In a child just forked by the spawner: its whole life (never returns)."""
         child_main.main(chan, stderr_fd, self.entry, self.policy, self.limits,
-                        self.available, self.library_fds)
+                        self.available, self.library_fds, self.baseline_vm_bytes)
 
     def on_spawner(self) -> None:
         """The spawner's news: a child was forked (with its fds), or one has exited."""
