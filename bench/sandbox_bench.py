@@ -119,8 +119,8 @@ def main() -> None:
     rows = asyncio.run(main_async(args.seconds))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
           f"Python {platform.python_version()}")
-    print(f"| job | variant | callers | p50 ms | p99 ms | jobs/s |")
-    print(f"|---|---|---|---|---|---|")
+    print("| job | variant | callers | p50 ms | p99 ms | jobs/s |")
+    print("|---|---|---|---|---|---|")
     for label, variant, callers, s in rows:
         rate = f"{s['rate']:.0f}" if isinstance(callers, int) else "-"
         print(f"| {label} | {variant} | {callers} | {s['p50']:.2f} | {s['p99']:.2f} | {rate} |")

@@ -13,7 +13,7 @@ import json
 import re
 import zipfile
 from notrace.operations.spec import Operation
-from notrace.problems import HttpProblem, for_child_code, for_sandbox_status
+from notrace.problems import for_child_code, for_sandbox_status
 from notrace.settings import Settings
 from sandbox import Limits, Result
 

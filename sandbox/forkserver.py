@@ -37,7 +37,7 @@ from sandbox.layers import prepare_all, probe_all
 from sandbox.layers.rlimits import MAX_JOB_FDS, current_vm_bytes
 from sandbox.limits import Limits
 from sandbox.memfd import MemFile
-from sandbox.policy import LAYER_ORDER, Policy
+from sandbox.policy import Policy
 from sandbox.result import classify_exit
 
 WARMING, IDLE, BUSY = "warming", "idle", "busy"

@@ -470,7 +470,6 @@ def test_workload_runs_confined(available: dict[str, bool]) -> None:
 def test_precompiled_filter_equals_a_fresh_build_for_the_pid():
     # The fork server compiles the filter once with a stand-in pid; a child patches in its
     # own. The result must be exactly what libseccomp would have built for that pid.
-    import io
     from sandbox.layers import seccomp as layer
     for landlock_applied in (True, False):
         for pid in (2, 4242, 4_194_303):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import json
 import logging
 import time
