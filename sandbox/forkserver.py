@@ -149,23 +149,18 @@ class ForkServer:
 
     # --- the server's requests --------------------------------------------------------
     def on_control(self) -> None:
-        while True:
-            try:
-                message, fds = protocol.recv(self.control)
-            except BlockingIOError:
-                return
-            except (EOFError, ConnectionError, protocol.ProtocolError):
-                self.running = False      # the server is gone: nobody to work for
-                return
-            kind = message.get("type")
-            if kind == "job":
-                self.accept_job(message, fds)
-            elif kind == "shutdown":
+        try:
+            for message, fds in protocol.drain(self.control):
+                kind = message.get("type")
+                if kind == "job":
+                    self.accept_job(message, fds)
+                    continue
                 protocol.close_all(fds)
-                self.running = False
-                return
-            else:
-                protocol.close_all(fds)
+                if kind == "shutdown":
+                    self.running = False
+                    return
+        except protocol.PeerGone:
+            self.running = False          # the server is gone: nobody to work for
 
     def accept_job(self, message: dict, fds: list[int]) -> None:
         job_id = message.get("id")
@@ -227,27 +222,27 @@ class ForkServer:
 
     def on_spawner(self) -> None:
         """The spawner's news: a child was forked (with its fds), or one has exited."""
-        while True:
-            try:
-                message, fds = protocol.recv(self.spawner, max_fds=3)
-            except BlockingIOError:
-                return
-            except (EOFError, ConnectionError, protocol.ProtocolError):
-                self.fatal("the spawner died")
-                return
-            if message.get("type") == "spawned" and len(fds) == 3:
-                self.requested = max(0, self.requested - 1)
-                self.adopt(message["pid"], *fds)
-            elif message.get("type") == "exited":
-                protocol.close_all(fds)
-                child = self.children.get(message.get("pid"))
-                if child is not None:
-                    usage = types.SimpleNamespace(ru_utime=message["utime"],
-                                                  ru_stime=message["stime"],
-                                                  ru_maxrss=message["maxrss_kb"])
-                    self.reap(child, message["status"], usage)
-            else:
-                protocol.close_all(fds)
+        try:
+            for message, fds in protocol.drain(self.spawner, max_fds=3):
+                self.on_spawner_message(message, fds)
+        except protocol.PeerGone:
+            self.fatal("the spawner died")
+
+    def on_spawner_message(self, message: dict, fds: list[int]) -> None:
+        """One spawner message: a child forked (with its fds), or one exited."""
+        if message.get("type") == "spawned" and len(fds) == 3:
+            self.requested = max(0, self.requested - 1)
+            self.adopt(message["pid"], *fds)
+        elif message.get("type") == "exited":
+            protocol.close_all(fds)
+            child = self.children.get(message.get("pid"))
+            if child is not None:
+                usage = types.SimpleNamespace(ru_utime=message["utime"],
+                                              ru_stime=message["stime"],
+                                              ru_maxrss=message["maxrss_kb"])
+                self.reap(child, message["status"], usage)
+        else:
+            protocol.close_all(fds)
 
     def adopt(self, pid: int, chan_fd: int, stderr_fd: int, pidfd: int) -> None:
         chan = socket.socket(fileno=chan_fd)

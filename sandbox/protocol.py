@@ -20,6 +20,10 @@ class ProtocolError(Exception):
     """A peer sent something that is not a valid message."""
 
 
+class PeerGone(Exception):
+    """The peer closed the channel, or broke the protocol: nothing more will come."""
+
+
 def socketpair() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
@@ -56,6 +60,21 @@ def recv(sock: socket.socket, max_fds: int = MAX_FDS) -> tuple[dict, list[int]]:
         close_all(fds)
         raise
     return message, fds
+
+
+def drain(sock: socket.socket, max_fds: int = MAX_FDS):
+    """Every (message, fds) waiting on a non-blocking socket, until none is left.
+
+    Raises PeerGone when the peer closed the channel or sent something invalid: the
+    one place the readers of a socket (server, fork server) learn their peer is gone.
+    """
+    while True:
+        try:
+            yield recv(sock, max_fds)
+        except BlockingIOError:
+            return
+        except (EOFError, ConnectionError, ProtocolError) as exc:
+            raise PeerGone(str(exc)) from exc
 
 
 def close_all(fds) -> None:

@@ -249,28 +249,30 @@ class Sandbox:
 
     # --- the fork server's answers ------------------------------------------------------
     def _on_readable(self) -> None:
-        while self._sock is not None:
-            try:
-                message, fds = protocol.recv(self._sock)
-            except BlockingIOError:
-                return
-            except (EOFError, ConnectionError, protocol.ProtocolError):
-                self._on_fork_server_exit()
-                return
-            kind = message.get("type")
-            if kind == "result":
-                self._on_result(message, fds)
-            elif kind == "ready":
-                protocol.close_all(fds)
-                self._layers = message.get("layers", [])
-                if not self._ready.done():
-                    self._ready.set_result(None)
-            elif kind == "fatal":
-                protocol.close_all(fds)
-                if not self._ready.done():
-                    self._ready.set_exception(SandboxError(message.get("reason", "")))
-            else:
-                protocol.close_all(fds)
+        if self._sock is None:
+            return                        # a callback that raced the fork server's end
+        try:
+            for message, fds in protocol.drain(self._sock):
+                self._on_message(message, fds)
+        except protocol.PeerGone:
+            self._on_fork_server_exit()
+
+    def _on_message(self, message: dict, fds: list[int]) -> None:
+        """One message of the fork server: a result, its readiness, or why it gave up."""
+        kind = message.get("type")
+        if kind == "result":
+            self._on_result(message, fds)
+        elif kind == "ready":
+            protocol.close_all(fds)
+            self._layers = message.get("layers", [])
+            if not self._ready.done():
+                self._ready.set_result(None)
+        elif kind == "fatal":
+            protocol.close_all(fds)
+            if not self._ready.done():
+                self._ready.set_exception(SandboxError(message.get("reason", "")))
+        else:
+            protocol.close_all(fds)
 
     def _on_result(self, message: dict, fds: list[int]) -> None:
         future = self._futures.pop(message.get("id"), None)
