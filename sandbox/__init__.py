@@ -7,8 +7,8 @@ from sandbox.layers.base import LayerStatus
 from sandbox.limits import Limits
 from sandbox.memfd import MemFile
 from sandbox.policy import Policy
-from sandbox.result import STATUSES, Result, Stats
+from sandbox.result import STATUSES, Outputs, Result, Stats
 from sandbox.runner import Sandbox, SandboxError
 
-__all__ = ["Sandbox", "SandboxError", "Limits", "Policy", "Result", "Stats", "STATUSES",
+__all__ = ["Sandbox", "SandboxError", "Limits", "Policy", "Result", "Outputs", "Stats", "STATUSES",
            "MemFile", "LayerStatus"]

@@ -1,12 +1,15 @@
-"""Result: how one job ended. One function turns a child's end into a Result.
+"""Result: how one job ended, and its Outputs. One function turns a child's end into a Result.
 
-Runs in the fork server (classify) and in the server (Result objects).
+Runs in the fork server (classify) and in the server (Result and Outputs objects).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import signal
+from typing import Iterable, Iterator
+
+from sandbox.memfd import MemFile
 
 #: The contract's closed set of final statuses.
 STATUSES = ("ok", "error", "timeout", "cpu", "memory", "output_too_large",
@@ -30,6 +33,85 @@ class Stats:
         return dataclasses.asdict(self)
 
 
+class Outputs:
+    """The outputs of one job: spans of one memfd, read only when asked. Server side.
+
+    `outputs[i]` reads output i as bytes; `span(i)` is its (offset, length) within
+    `fileno()`, for streaming it with os.pread/sendfile without reading it whole. Compares
+    equal to a list of the same bytes. Owns its memfd: close() (idempotent) or garbage
+    collection releases it. An empty Outputs() has no memfd (fileno() raises ValueError).
+    """
+
+    __slots__ = ("_mem", "_spans")
+
+    def __init__(self, memfile: MemFile | None = None,
+                 spans: Iterable[tuple[int, int]] = ()) -> None:
+        self._spans = tuple((int(offset), int(length)) for offset, length in spans)
+        if self._spans and memfile is None:
+            raise ValueError("Outputs with spans need their memfd")
+        size = memfile.size if memfile is not None else 0
+        for offset, length in self._spans:
+            if offset < 0 or length < 0 or offset + length > size:
+                raise ValueError("an output span lies outside its memfd")
+        self._mem = memfile
+
+    @classmethod
+    def from_bytes(cls, items: Iterable[bytes | bytearray | memoryview]) -> "Outputs":
+        """Outputs holding copies of `items` in a fresh memfd (for callers and tests)."""
+        mem, spans = MemFile("sandbox-output"), []
+        try:
+            for item in items:
+                start = mem.size
+                mem.write(item)
+                spans.append((start, mem.size - start))
+        except BaseException:
+            mem.close()
+            raise
+        return cls(mem, spans)
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        offset, length = self._spans[index]
+        if length == 0:
+            return b""
+        return self._mem.read(offset, length)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (Outputs, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+    def span(self, index: int) -> tuple[int, int]:
+        """(offset, length) of output `index` within fileno()."""
+        return self._spans[index]
+
+    def fileno(self) -> int:
+        if self._mem is None:
+            raise ValueError("these Outputs have no memfd")
+        return self._mem.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self._mem is None or self._mem.closed
+
+    def close(self) -> None:
+        if self._mem is not None:
+            self._mem.close()
+
+    def __repr__(self) -> str:
+        return f"Outputs(lengths={[length for _, length in self._spans]})"
+
+
 @dataclasses.dataclass(frozen=True)
 class Result:
     """The final status of one job, why, what it produced and what it cost.
@@ -37,12 +119,14 @@ class Result:
     status: one of STATUSES; the first cause wins.
     reason: short human text explaining the status (never user data).
     error: for "error", the exception class and message, truncated, paths removed.
+    outputs: an Outputs (empty unless ok); a list of bytes given here becomes one.
     exit_code / signal: how the child process ended (None when it did not run).
+    close() releases the outputs' memfd (idempotent; garbage collection does it too).
     """
 
     status: str
     reason: str = ""
-    outputs: list[bytes] = dataclasses.field(default_factory=list)
+    outputs: Outputs = dataclasses.field(default_factory=Outputs)
     error: str | None = None
     stats: Stats = Stats()
     exit_code: int | None = None
@@ -51,6 +135,17 @@ class Result:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown Result.status {self.status!r}")
+        if not isinstance(self.outputs, Outputs):
+            object.__setattr__(self, "outputs", Outputs.from_bytes(self.outputs))
+
+    def close(self) -> None:
+        self.outputs.close()
+
+    def __enter__(self) -> "Result":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def ok(self) -> bool:

@@ -23,7 +23,7 @@ from sandbox.layers.rlimits import MAX_JOB_FDS
 from sandbox.limits import Limits
 from sandbox.memfd import MemFile
 from sandbox.policy import Policy
-from sandbox.result import Result, Stats
+from sandbox.result import Outputs, Result, Stats
 
 START_TIMEOUT_S = 60.0        # imports + warm-up + first confined children
 RESULT_GRACE_S = 5.0          # beyond a job's wall limit before we stop trusting the fork server
@@ -277,13 +277,18 @@ class Sandbox:
     def _on_result(self, message: dict, fds: list[int]) -> None:
         future = self._futures.pop(message.get("id"), None)
         try:
-            outputs = []
+            outputs = Outputs()
             if message.get("status") == "ok":
-                with MemFile(fd=fds.pop()) as out:
-                    offset = 0
-                    for length in message["lengths"]:
-                        outputs.append(out.read(offset, length))
-                        offset += length
+                out = MemFile(fd=fds.pop())      # the Result owns it from here
+                spans, offset = [], 0
+                for length in message["lengths"]:
+                    spans.append((offset, length))
+                    offset += length
+                try:
+                    outputs = Outputs(out, spans)
+                except BaseException:
+                    out.close()
+                    raise
             result = Result(
                 status=message["status"], reason=message.get("reason", ""), outputs=outputs,
                 error=message.get("error"), stats=Stats(**message.get("stats", {})),
