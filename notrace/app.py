@@ -3,6 +3,8 @@
 State lives under typed AppKeys (notrace.keys). The Sandbox is the one long-lived
 resource, owned by ONE cleanup context: started before the server accepts requests,
 closed after in-flight requests have drained (aiohttp runs cleanup after shutdown).
+Before it, notrace.hygiene hardens the process (no core dumps, not dumpable) and bounds
+the library caches that would keep request data.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from notrace import keys
+from notrace import hygiene, keys
 from notrace.docs import render_docs
 from notrace.jobs import ENTRY, sandbox_limits
 from notrace.logs import logger
@@ -30,6 +32,12 @@ def make_sandbox(settings: Settings) -> Sandbox:
     """The one Sandbox that runs every operation (server and CLI alike)."""
     return Sandbox(ENTRY, limits=sandbox_limits(settings), workers=settings.workers,
                    queue=settings.queue)
+
+
+async def _hygiene_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Before anything else starts: no core dumps, not dumpable, no request caches."""
+    hygiene.apply()
+    yield
 
 
 async def _sandbox_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -63,6 +71,7 @@ def make_app(settings: Settings) -> web.Application:
         {"operations": [op.describe() for op in OPERATIONS.values()]},
         ensure_ascii=True).encode()
     app.on_response_prepare.append(security_headers)
+    app.cleanup_ctx.append(_hygiene_ctx)
     app.cleanup_ctx.append(_sandbox_ctx)
     add_routes(app)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import CounterMetricFamily
 
 from sandbox import STATUSES
 
@@ -16,6 +17,19 @@ __all__ = ["Metrics", "CONTENT_TYPE"]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _SIZE_BUCKETS = tuple(float(1 << n) for n in range(10, 31, 2))  # 1 KiB .. 1 GiB
+
+
+class _SandboxRestarts:
+    """notrace_sandbox_restarts_total, read from Sandbox.restarts at scrape time (0 until
+    a sandbox is watched): a counter the sandbox keeps, so nothing to keep in sync."""
+
+    def __init__(self) -> None:
+        self.sandbox = None
+
+    def collect(self):
+        yield CounterMetricFamily(
+            "notrace_sandbox_restarts", "Fork server restarts after it died.",
+            value=self.sandbox.restarts if self.sandbox is not None else 0)
 
 
 class Metrics:
@@ -47,12 +61,15 @@ class Metrics:
                                registry=r)
         self.ready = Gauge("notrace_ready", "1 when the sandbox has warm children.",
                            registry=r)
+        self.restarts = _SandboxRestarts()
+        r.register(self.restarts)
 
     def watch(self, sandbox) -> None:
         """Read the sandbox's gauges at scrape time (nothing to keep in sync)."""
         self.queue_depth.set_function(lambda: sandbox.queue_depth)
         self.in_flight.set_function(lambda: sandbox.in_flight)
         self.ready.set_function(lambda: 1.0 if sandbox.ready else 0.0)
+        self.restarts.sandbox = sandbox
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

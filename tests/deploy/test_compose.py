@@ -72,6 +72,7 @@ def test_compose_hardening(service):
     assert _bytes(service["mem_limit"]) == _bytes(service["memswap_limit"])
     assert float(service["cpus"]) > 0
     assert int(service["pids_limit"]) > 0
+    assert service["ulimits"] == {"core": 0}   # no core files (the server sets its own too)
     assert service["user"] == "10001:10001"
     assert service["restart"] == "unless-stopped"
     assert service["ipc"] == "none"
