@@ -123,8 +123,11 @@ async def _requests_then_walk() -> None:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         out, _ = await asyncio.wait_for(client.communicate(f"{PASSWORD} {TEXT}".encode()), 90)
         assert client.returncode == 0
-        assert out.split()[:2] == [b"200", b"200"], out
-        del client, out
+        statuses = out.split()
+        # The encrypt ran; the query-string password is refused (400) or was used (200):
+        # either way aiohttp parsed the whole target, which yarl's caches used to keep.
+        assert statuses[0] == b"200" and statuses[1] in (b"200", b"400"), out
+        del client, out, statuses
         await asyncio.sleep(0.2)   # connections closed on both sides
         held = _live_holders(PASSWORD, TEXT)
         assert held == [], "\n".join(held)
