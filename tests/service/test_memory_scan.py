@@ -17,6 +17,7 @@ import asyncio
 import gc
 import os
 import sys
+import time
 import uuid
 import warnings
 
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from notrace import settings as settings_mod
 from notrace.app import make_app
+from notrace.hygiene import scrubbing_environment
 from notrace.logs import route_warnings
 from tests.pdfs import make_pdf
 from tests.service.server import ROOT
@@ -192,7 +194,6 @@ def _sandbox_processes(server) -> dict[str, psutil.Process]:
 
 def _warm(server, workers: int) -> None:
     """Wait until the used children are gone and `workers` warm ones are back."""
-    import time
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         children = [n for n in _sandbox_processes(server) if n.startswith("child")]
@@ -248,7 +249,6 @@ HEAP_BOUNDS = {"password": 0, "text": 0}
 
 
 def test_the_scrubbing_environment_keeps_an_operators_settings():
-    from notrace.hygiene import scrubbing_environment
     env = scrubbing_environment({"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
     assert env == {"PATH": "/bin", "PYTHONMALLOC": "malloc", "MALLOC_PERTURB_": "165",
                    "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0"}
