@@ -7,6 +7,7 @@ The child is confined completely before it receives a single byte of its job.
 from __future__ import annotations
 
 import faulthandler
+import json
 import mmap
 import os
 import re
@@ -14,7 +15,7 @@ import resource
 import socket
 from typing import Callable, NoReturn
 
-from sandbox import protocol
+from sandbox import protocol, trailer
 from sandbox.layers import confine
 from sandbox.layers.base import ChildContext
 from sandbox.layers.rlimits import current_vm_bytes, tighten_for_job
@@ -27,7 +28,7 @@ EXIT_SETUP_FAILED = 70     # confinement failed: the job was never received
 EXIT_CHANNEL_LOST = 71     # the fork server went away
 
 _WRITE_WINDOW = 16 << 20   # bytes mapped at once when writing outputs (bounds RLIMIT_AS use)
-_ERROR_TEXT_MAX = 300
+_ERROR_TEXT_MAX = 300      # sandbox.reports.MAX_ERROR_CHARS: the fork server refuses more
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^\s'\"/:]+)+/?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # Exceptions whose message says the process ran out of memory though their class does not
@@ -65,6 +66,7 @@ def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
         os._exit(EXIT_CHANNEL_LOST)
     report = _run_job(entry, job, fds, limits, ctx.baseline_vm_bytes)
     usage = resource.getrusage(resource.RUSAGE_SELF)   # all threads; the parent answers
+    report["type"] = "report"
     report["usage"] = {"cpu_s": usage.ru_utime + usage.ru_stime,   # before our exit
                        "max_rss_mb": usage.ru_maxrss / 1024}
     try:
@@ -76,19 +78,24 @@ def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
 
 def _run_job(entry: Callable, job: dict, fds: list[int], limits: Limits,
              baseline_vm_bytes: int) -> dict:
-    """Run the entry on the job's inputs and write its outputs; return the report."""
+    """Run the entry on the job's inputs and write its outputs; return the report.
+
+    fds: the inputs, the sealed params memfd (JSON, decoded only here), the output memfd.
+    """
     try:
-        if len(fds) != job.get("inputs", -1) + 1:
+        if len(fds) != job.get("inputs", -1) + 2:
             return {"status": "error", "error": "ProtocolError: wrong number of descriptors"}
-        tighten_for_job(limits.tightened(Limits.from_dict(job["limits"])), baseline_vm_bytes)
-        *input_fds, output_fd = fds
+        job_limits = limits.tightened(Limits.from_dict(job["limits"]))
+        tighten_for_job(job_limits, baseline_vm_bytes)
+        *input_fds, params_fd, output_fd = fds
         views = []
         for fd in input_fds:
             views.append(_map_input(fd))
             os.close(fd)                      # mmap keeps its own dup: close ours at once,
                                               # or 64 inputs would need 128 fds
-        outputs = entry(views, job["params"])
-        return _write_outputs(outputs, output_fd)
+        params = _read_params(params_fd)
+        outputs = entry(views, params)
+        return _write_outputs(outputs, output_fd, job_limits.output_mb << 20)
     except MemoryError:
         return {"status": "memory"}
     except BaseException as exc:              # the job's fault, reported, never raised
@@ -105,8 +112,17 @@ def _map_input(fd: int) -> memoryview:
     return memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ))
 
 
-def _write_outputs(outputs, output_fd: int) -> dict:
-    """Copy outputs into the pre-sized output memfd through bounded mmap windows.
+def _read_params(fd: int) -> dict:
+    with open(fd, "rb", closefd=True) as f:
+        params = json.loads(f.read())
+    if not isinstance(params, dict):
+        raise TypeError("params are not a JSON object")
+    return params
+
+
+def _write_outputs(outputs, output_fd: int, max_bytes: int) -> dict:
+    """Copy outputs, then their length table (sandbox.trailer), into the pre-sized
+    output memfd through bounded mmap windows; report only the bytes used.
 
     The child cannot write() a file (RLIMIT_FSIZE is 0) nor grow the memfd (sealed):
     the memfd's size, set by the fork server, is the hard output cap.
@@ -120,14 +136,18 @@ def _write_outputs(outputs, output_fd: int) -> dict:
         views = [memoryview(item).cast("B") for item in outputs]
     except TypeError:
         return {"status": "error", "error": "TypeError: entry returned a non-bytes output"}
-    capacity = os.fstat(output_fd).st_size
-    if sum(v.nbytes for v in views) > capacity:
+    if len(views) > trailer.MAX_OUTPUTS:
+        return {"status": "error",
+                "error": f"ValueError: more than {trailer.MAX_OUTPUTS} outputs"}
+    total = sum(v.nbytes for v in views)
+    table = trailer.encode([v.nbytes for v in views])
+    if total > max_bytes or total + len(table) > os.fstat(output_fd).st_size:
         return {"status": "output_too_large"}
     offset = 0
-    for view in views:
+    for view in views + [memoryview(table)]:
         _write_at(output_fd, offset, view)
         offset += view.nbytes
-    return {"status": "ok", "lengths": [v.nbytes for v in views]}
+    return {"status": "ok", "used": offset}
 
 
 def _write_at(fd: int, offset: int, data: memoryview) -> None:

@@ -9,6 +9,13 @@ timeout and, on every tick, kills the overdue, dispatches pending jobs and tops 
 warm children. The fork() itself is done by its helper process, sandbox.spawner, which
 also reaps the children and reports their ends, so this loop never blocks for it.
 
+A trust boundary: children are hostile. Their messages are size-capped, decoded and
+checked by sandbox.protocol and sandbox.reports; anything wrong ends THAT child's job
+("crashed"). The fork server never decodes a job's params (they pass through in a sealed
+memfd) nor its outputs (the server reads their table from the output memfd). No
+exception leaves the loop: each event is handled under a guard that, if handling it
+fails, ends only the child or the job it concerned.
+
 Child states:  (requested) --spawned--> WARMING --ready--> IDLE --job--> BUSY
                BUSY --report--> answered --exited--> gone
                any state --deadline/shutdown--> killed (SIGKILL by pidfd) --exited--> gone
@@ -16,6 +23,7 @@ Child states:  (requested) --spawned--> WARMING --ready--> IDLE --job--> BUSY
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import fcntl
 import gc
@@ -32,18 +40,18 @@ import types
 from typing import Callable
 
 from sandbox import child as child_main
-from sandbox import protocol, spawner
+from sandbox import protocol, reports, spawner, trailer
 from sandbox.layers import prepare_all, probe_all
 from sandbox.layers.rlimits import MAX_JOB_FDS, current_vm_bytes
 from sandbox.limits import Limits
 from sandbox.memfd import MemFile
+from sandbox.outbox import Outbox
 from sandbox.policy import Policy
 from sandbox.result import classify_exit
 
 WARMING, IDLE, BUSY = "warming", "idle", "busy"
 READY_TIMEOUT_S = 10.0        # a child that cannot confine itself in this time is killed
 EXIT_GRACE_S = 2.0            # a child that reported but did not exit by then is killed
-STDERR_TAIL_BYTES = 4096      # kept only to classify deaths; never logged, never forwarded
 MAX_SETUP_FAILURES = 5        # consecutive children dying before "ready": give up
 
 #: Why the fork server kills a child, and the crash reason its job then gets.
@@ -52,6 +60,8 @@ KILL_REASONS = {
     "exit_grace": "reported, then did not exit in time",       # its report still stands
     "setup": "did not confine itself in time",
     "protocol": "sent a message out of turn",
+    "invalid": "sent an invalid report",
+    "internal": "the fork server failed while handling it",
     "shutdown": "the sandbox is closing",
 }
 
@@ -59,9 +69,8 @@ KILL_REASONS = {
 @dataclasses.dataclass
 class Job:
     id: int
-    params: dict
     limits: Limits
-    input_fds: list[int]
+    input_fds: list[int]           # the inputs, then the sealed params memfd (never read here)
     output: MemFile
 
 
@@ -78,8 +87,7 @@ class Child:
     deadline: float = 0.0
     killed: str | None = None      # why we SIGKILLed it: one of KILL_REASONS' keys
     answered: bool = False         # its job's result has been sent
-    report: dict | None = None
-    stderr_tail: bytes = b""
+    report: reports.Report | None = None
 
 
 class ForkServer:
@@ -93,7 +101,7 @@ class ForkServer:
         self.workers = workers
         self.children: dict[int, Child] = {}          # by pid
         self.pending: collections.deque[Job] = collections.deque()
-        self.outbox: collections.deque[tuple[dict, list[int]]] = collections.deque()
+        self.outbox = Outbox(control)
         self.selector = selectors.DefaultSelector()
         self.layers = probe_all()
         prepare_all(self.layers)
@@ -120,23 +128,43 @@ class ForkServer:
         self.selector.register(self.control, selectors.EVENT_READ, ("control", None))
         self.selector.register(self.spawner, selectors.EVENT_READ, ("spawner", None))
         while self.running:
-            self.manage_children()
+            with self.guard():
+                self.manage_children()
             for key, _ in self.selector.select(self.next_timeout()):
                 kind, child = key.data
                 if child is not None and child.pid not in self.children:
                     continue                  # reaped earlier in this same batch
-                if kind == "control":
-                    self.on_control()
-                elif kind == "spawner":
-                    self.on_spawner()
-                elif kind == "chan":
-                    self.on_child_message(child)
-                elif kind == "stderr":
-                    self.on_child_stderr(child)
-            self.murder_overdue()
-            self.dispatch()
-            self.flush_outbox()
+                with self.guard(child):
+                    self.on_event(kind, child)
+            with self.guard():
+                self.murder_overdue()
+            with self.guard():
+                self.dispatch()
+            with self.guard():
+                self.flush_outbox()
         self.stop()
+
+    def on_event(self, kind: str, child: Child | None) -> None:
+        if kind == "control":
+            self.on_control()
+        elif kind == "spawner":
+            self.on_spawner()
+        elif kind == "chan":
+            self.on_child_message(child)
+        elif kind == "stderr":
+            self.on_child_stderr(child)
+
+    @contextlib.contextmanager
+    def guard(self, child: Child | None = None):
+        """Nothing escapes the loop: a failure while handling a child's event ends that
+        child and its job; any other failure is dropped (handlers that concern one job
+        guard it themselves) and the loop goes on."""
+        try:
+            yield
+        except Exception:
+            if child is not None:
+                with contextlib.suppress(Exception):
+                    self.fail(child, "internal")
 
     def next_timeout(self) -> float:
         now = time.monotonic()
@@ -163,34 +191,48 @@ class ForkServer:
             self.running = False          # the server is gone: nobody to work for
 
     def accept_job(self, message: dict, fds: list[int]) -> None:
+        """Queue a job: its fds are the inputs, then the params memfd (never read here)."""
         job_id = message.get("id")
+        output = None
         try:
+            if type(job_id) is not int:
+                raise ValueError("the job has no id")
             limits = self.limits.tightened(Limits.from_dict(message["limits"]))
-            if len(fds) > MAX_JOB_FDS:
-                raise ValueError("too many inputs")
+            if not 1 <= len(fds) <= MAX_JOB_FDS + 1:
+                raise ValueError("wrong number of descriptors")
             output = MemFile("sandbox-output")
-            # Pre-sized and sealed against growth: the size IS the output cap. Sparse:
-            # pages cost memory only once the child writes them.
-            output.truncate(limits.output_mb << 20)
+            # Pre-sized and sealed against growth: the size IS the output cap (plus room
+            # for the largest length table). Sparse: pages cost memory only once written.
+            output.truncate((limits.output_mb << 20) + trailer.size(trailer.MAX_OUTPUTS))
             fcntl.fcntl(output.fileno(), fcntl.F_ADD_SEALS,
                         fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
         except Exception as exc:
             protocol.close_all(fds)
-            self.send_result(job_id, "crashed", f"fork server refused the job: {exc}")
+            if output is not None:
+                output.close()
+            if type(job_id) is int:
+                self.send_result(job_id, "crashed",
+                                 f"fork server refused the job: {type(exc).__name__}")
             return
-        self.pending.append(Job(job_id, message.get("params"), limits, fds, output))
+        self.pending.append(Job(job_id, limits, fds, output))
 
     def dispatch(self) -> None:
         idle = [c for c in self.children.values() if c.state == IDLE]
         while self.pending and idle:
             child, job = idle.pop(), self.pending.popleft()
-            header = {"type": "job", "inputs": len(job.input_fds),
-                      "limits": job.limits.to_dict(), "params": job.params}
+            header = {"type": "job", "inputs": len(job.input_fds) - 1,
+                      "limits": job.limits.to_dict()}
             try:
                 protocol.send(child.chan, header, job.input_fds + [job.output.fileno()])
             except OSError:
                 self.pending.appendleft(job)      # that child is dying; another takes it
                 self.kill(child, "protocol")
+                continue
+            except Exception:                     # this job's own fault: it alone ends
+                self.kill(child, "protocol")
+                protocol.close_all(job.input_fds)
+                job.output.close()
+                self.send_result(job.id, "crashed", KILL_REASONS["internal"])
                 continue
             protocol.close_all(job.input_fds)     # the child holds its own copies now
             job.input_fds = []
@@ -224,18 +266,19 @@ class ForkServer:
         """The spawner's news: a child was forked (with its fds), or one has exited."""
         try:
             for message, fds in protocol.drain(self.spawner, max_fds=3):
-                self.on_spawner_message(message, fds)
+                child = self.children.get(message.get("pid"))
+                with self.guard(child):
+                    self.on_spawner_message(message, fds, child)
         except protocol.PeerGone:
             self.fatal("the spawner died")
 
-    def on_spawner_message(self, message: dict, fds: list[int]) -> None:
+    def on_spawner_message(self, message: dict, fds: list[int], child: Child | None) -> None:
         """One spawner message: a child forked (with its fds), or one exited."""
         if message.get("type") == "spawned" and len(fds) == 3:
             self.requested = max(0, self.requested - 1)
             self.adopt(message["pid"], *fds)
         elif message.get("type") == "exited":
             protocol.close_all(fds)
-            child = self.children.get(message.get("pid"))
             if child is not None:
                 usage = types.SimpleNamespace(ru_utime=message["utime"],
                                               ru_stime=message["stime"],
@@ -254,38 +297,60 @@ class ForkServer:
         self.selector.register(child.stderr_fd, selectors.EVENT_READ, ("stderr", child))
 
     def on_child_message(self, child: Child) -> None:
+        """One (untrusted) message of a child: its readiness, or its report."""
+        if child.answered or child.killed in ("invalid", "protocol", "internal", "setup"):
+            self.forget(child.chan)                   # nothing it says counts any more
+            return
         try:
-            message, fds = protocol.recv(child.chan, max_fds=0)
+            message, _ = protocol.recv(child.chan, max_fds=0,
+                                       max_bytes=protocol.MAX_CHILD_MESSAGE_BYTES)
         except BlockingIOError:
             return
-        except (EOFError, ConnectionError, protocol.ProtocolError):
+        except (EOFError, ConnectionError):
             self.forget(child.chan)                   # its exit will tell the rest
             return
-        protocol.close_all(fds)
-        if child.state == WARMING and message.get("type") == "ready":
+        except protocol.ProtocolError:
+            self.fail(child, "invalid" if child.state == BUSY else "protocol")
+            return
+        try:
+            if child.state == WARMING:
+                layers = reports.parse_ready(message)
+            elif child.state == BUSY and child.report is None:
+                report = reports.parse_report(message, child.job.output.size)
+            else:
+                raise protocol.ProtocolError("a message out of turn")
+        except protocol.ProtocolError:
+            self.fail(child, "invalid" if child.state == BUSY else "protocol")
+            return
+        if child.state == WARMING:
             child.state = IDLE
             self.setup_failures = 0
             if self.applied is None:
-                self.applied = [str(name) for name in message.get("layers", [])][:16]
+                self.applied = layers
             self.announce_ready()
-        elif child.state == BUSY and child.report is None:
+        else:
             # Answer now: the report is complete, and the child is already on its way
             # out (os._exit). Its exit is reaped later, or forced after EXIT_GRACE_S.
-            child.report = message
+            child.report = report
             child.deadline = min(child.deadline, time.monotonic() + EXIT_GRACE_S)
-            self.answer_report(child, message)
-        else:                                         # a message out of turn: hostile
-            self.kill(child, "protocol")
+            self.answer_report(child, report)
+
+    def fail(self, child: Child, why: str) -> None:
+        """End a child (and its job, if unanswered) for `why`, one of KILL_REASONS."""
+        self.kill(child, why)
+        self.forget(child.chan)
+        if child.job is not None and not child.answered:
+            self.finish(child, "crashed", KILL_REASONS[why])
 
     def on_child_stderr(self, child: Child) -> None:
+        """Read and drop: what a child prints is its own (attacker-chosen) text, never
+        evidence of anything; the pipe is only kept from filling up."""
         try:
             data = os.read(child.stderr_fd, 65536)
         except BlockingIOError:
             return
         if not data:
             self.forget(child.stderr_fd)
-            return
-        child.stderr_tail = (child.stderr_tail + data)[-STDERR_TAIL_BYTES:]
 
     def forget(self, fileobj) -> None:
         """Stop watching a socket, pipe or pidfd (idempotent)."""
@@ -299,12 +364,13 @@ class ForkServer:
         for child in list(self.children.values()):
             if child.killed:
                 continue
-            if child.state == BUSY and now >= child.deadline:
-                # Past the deadline with no report: "timeout". With a report, the child
-                # only failed to exit in its grace period: its report still stands.
-                self.kill(child, "deadline" if child.report is None else "exit_grace")
-            elif child.state == WARMING and now >= child.started + READY_TIMEOUT_S:
-                self.kill(child, "setup")
+            with self.guard(child):
+                if child.state == BUSY and now >= child.deadline:
+                    # Past the deadline with no report: "timeout". With a report, the
+                    # child only failed to exit in its grace period: its report stands.
+                    self.kill(child, "deadline" if child.report is None else "exit_grace")
+                elif child.state == WARMING and now >= child.started + READY_TIMEOUT_S:
+                    self.kill(child, "setup")
 
     def kill(self, child: Child, why: str) -> None:
         """SIGKILL the child (by pidfd: never a recycled pid; a child cannot fork, so it
@@ -312,21 +378,22 @@ class ForkServer:
         child.killed = child.killed or why           # the first cause wins
         try:
             signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
-        except ProcessLookupError:
+        except OSError:                              # already gone (or its pidfd closed)
             pass
 
     def reap(self, child: Child, wait_status: int, usage) -> None:
         """The child is gone (the spawner reaped it): answer its job, forget it."""
-        # Its last words may still sit unread in the channel and pipe: read them first.
-        if child.report is None and child.state == BUSY:
-            self.on_child_message(child)
-        drain_stderr(child)
-        for fileobj in (child.chan, child.stderr_fd):
-            self.forget(fileobj)
-        child.chan.close()
-        os.close(child.stderr_fd)
-        os.close(child.pidfd)
-        del self.children[child.pid]
+        try:
+            # Its last words may still sit unread in the channel: read them first.
+            if child.report is None and child.state == BUSY:
+                self.on_child_message(child)
+            drain_stderr(child)
+        finally:
+            self.children.pop(child.pid, None)
+            for fileobj in (child.chan, child.stderr_fd):
+                self.forget(fileobj)
+            child.chan.close()
+            protocol.close_all([child.stderr_fd, child.pidfd])
         if child.answered:
             return
         if child.job is None:
@@ -346,40 +413,32 @@ class ForkServer:
                  "max_rss_mb": round(usage.ru_maxrss / 1024, 3)}
         exit_code = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else None
         sig = os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None
-        if child.killed in ("shutdown", "protocol", "setup"):
+        if child.killed in ("shutdown", "protocol", "setup", "invalid", "internal"):
             status, reason = "crashed", KILL_REASONS[child.killed]
         else:
             status, reason = classify_exit(
                 wait_status, killed_for_deadline=child.killed == "deadline",
                 cpu_s=stats["cpu_s"], cpu_limit_s=job.limits.cpu_s,
-                stderr_tail=child.stderr_tail)
+                max_rss_mb=stats["max_rss_mb"], memory_limit_mb=job.limits.memory_mb)
         self.finish(child, status, reason, stats=stats, exit_code=exit_code, signal=sig)
 
-    def answer_report(self, child: Child, report: dict) -> None:
-        """Turn a child's (untrusted) report into the job's result."""
-        usage = report.get("usage") if isinstance(report.get("usage"), dict) else {}
+    def answer_report(self, child: Child, report: reports.Report) -> None:
+        """Turn a child's checked report into the job's result. Its size never depends
+        on the child: for ok, only `used` travels (the server reads the output table)."""
         stats = {"wall_s": round(time.monotonic() - child.job_started, 6),
-                 "cpu_s": _number(usage.get("cpu_s")), "max_rss_mb": _number(usage.get("max_rss_mb"))}
+                 "cpu_s": report.cpu_s, "max_rss_mb": report.max_rss_mb}
         done = {"stats": stats, "exit_code": None, "signal": None}
-        job, status = child.job, report.get("status")
-        if status == "ok":
-            lengths = report.get("lengths")
-            if (not isinstance(lengths, list) or len(lengths) > 100_000
-                    or not all(type(n) is int and n >= 0 for n in lengths)
-                    or sum(lengths) > job.output.size):
-                self.finish(child, "crashed", "reported invalid output lengths", **done)
-            else:
-                self.finish(child, "ok", "", lengths=lengths, fds=[job.output.fileno()], **done)
-        elif status == "error":
-            error = str(report.get("error", ""))[:child_main._ERROR_TEXT_MAX]
-            self.finish(child, "error", "the entry raised an exception", error=error, **done)
-        elif status == "memory":
+        job = child.job
+        if report.status == "ok":
+            self.finish(child, "ok", "", used=report.used, fds=[job.output.fileno()], **done)
+        elif report.status == "error":
+            self.finish(child, "error", "the entry raised an exception", error=report.error,
+                        **done)
+        elif report.status == "memory":
             self.finish(child, "memory", "ran out of memory (MemoryError)", **done)
-        elif status == "output_too_large":
+        else:
             self.finish(child, "output_too_large",
                         f"outputs exceed {job.limits.output_mb} MB", **done)
-        else:
-            self.finish(child, "crashed", "sent an invalid report", **done)
 
     def finish(self, child: Child, status: str, reason: str, **fields) -> None:
         """Send the job's one result (the first cause wins) and release its output."""
@@ -394,7 +453,12 @@ class ForkServer:
                     **fields) -> None:
         message = {"type": "result", "id": job_id, "status": status, "reason": reason, **fields}
         # The fds are dup'ed so the job's MemFile can be closed now; the outbox owns these.
-        self.outbox.append((message, [os.dup(fd) for fd in fds]))
+        try:
+            dups = [os.dup(fd) for fd in fds]
+        except OSError:                               # out of descriptors: this job only
+            message, dups = {"type": "result", "id": job_id, "status": "crashed",
+                             "reason": "the fork server ran out of descriptors"}, []
+        self.outbox.append(message, dups)
         self.flush_outbox()
 
     def announce_ready(self) -> None:
@@ -403,7 +467,7 @@ class ForkServer:
         self.announced = True
         layers = [dict(s.to_dict(), active=s.name in (self.applied or []))
                   for s in self.layers]
-        self.outbox.append(({"type": "ready", "pid": os.getpid(), "layers": layers}, []))
+        self.outbox.append({"type": "ready", "pid": os.getpid(), "layers": layers})
 
     def fatal(self, reason: str) -> None:
         self.running = False
@@ -414,17 +478,8 @@ class ForkServer:
             pass
 
     def flush_outbox(self) -> None:
-        while self.outbox:
-            message, fds = self.outbox[0]
-            try:
-                protocol.send(self.control, message, fds)
-            except BlockingIOError:
-                return                    # the server is slow: retried on the next tick
-            except OSError:
-                self.running = False      # the server is gone
-                return
-            self.outbox.popleft()
-            protocol.close_all(fds)
+        if not self.outbox.flush():
+            self.running = False          # the server is gone
 
     def stop(self) -> None:
         """Kill every child, wait (bounded) for the spawner to reap them, answer their
@@ -437,7 +492,8 @@ class ForkServer:
                 self.on_spawner()
         for child in list(self.children.values()):   # the spawner never told: answer anyway
             if child.job is not None:
-                self.finish(child, "crashed", KILL_REASONS["shutdown"])
+                with contextlib.suppress(Exception):
+                    self.finish(child, "crashed", KILL_REASONS["shutdown"])
         self.spawner.close()                          # EOF: the spawner kills, reaps, exits
         try:
             os.waitpid(self.spawner_pid, 0)
@@ -457,14 +513,12 @@ class ForkServer:
 
 
 def drain_stderr(child: Child) -> None:
-    """Read what is left in a dead child's stderr pipe (it may hold the cause of death)."""
+    """Read and drop what is left in a dead child's stderr pipe (bounded: it is dead)."""
     try:
-        while True:
-            data = os.read(child.stderr_fd, 65536)
-            if not data:
+        for _ in range(64):
+            if not os.read(child.stderr_fd, 65536):
                 return
-            child.stderr_tail = (child.stderr_tail + data)[-STDERR_TAIL_BYTES:]
-    except (BlockingIOError, OSError):
+    except OSError:
         return
 
 
@@ -551,9 +605,3 @@ def main(control_fd: int) -> None:
     server.run()
     os._exit(0)
 
-
-def _number(value) -> float:
-    """A child-reported statistic: a finite, non-negative float, else 0."""
-    if type(value) not in (int, float) or not 0 <= value < 1e12:
-        return 0.0
-    return round(float(value), 6)

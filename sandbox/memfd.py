@@ -15,6 +15,8 @@ _SEALS_READ_ONLY = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK 
 class MemFile:
     """A growable, sealable in-memory file. Not thread-safe; close() it when done."""
 
+    _fd = -1  # so close() and __del__ hold when memfd_create fails in __init__ (EMFILE)
+
     def __init__(self, name: str = "sandbox", *, fd: int | None = None) -> None:
         # The name shows only in /proc/*/fd links; it never carries user data.
         self._fd = fd if fd is not None else os.memfd_create(
@@ -85,7 +87,8 @@ class MemFile:
         return mmap.mmap(self.fileno(), self._size, prot=mmap.PROT_READ)
 
     def close(self) -> None:
-        if self._fd >= 0:
+        # getattr: __init__ may have failed before _fd was set (memfd_create: EMFILE).
+        if getattr(self, "_fd", -1) >= 0:
             os.close(self._fd)
             self._fd = -1
 

@@ -2,7 +2,10 @@
 
 Runs everywhere. Sockets are AF_UNIX SOCK_SEQPACKET pairs, so message boundaries and
 file descriptors (SCM_RIGHTS) travel together. Bytes from a child are untrusted: every
-message is size-capped, must be a JSON object, and truncation of data or fds is an error.
+message is size-capped before it is decoded (a child's to MAX_CHILD_MESSAGE_BYTES), every
+decoding failure, RecursionError included, is a ProtocolError, and truncation of data or
+fds is an error. What a child's message may hold is checked field by field by
+sandbox.reports; nothing here raises anything else for a peer's bytes.
 """
 from __future__ import annotations
 
@@ -10,10 +13,14 @@ import json
 import os
 import socket
 
-#: Largest message accepted (params and results are small; data travels in memfds).
-MAX_MESSAGE_BYTES = 256 * 1024
-#: Most descriptors one message may carry (job inputs plus the output memfd).
-MAX_FDS = 65
+#: Largest message between server and fork server (small: data and params travel in memfds).
+MAX_MESSAGE_BYTES = 64 * 1024
+#: Largest message a child may send (a report: status, error text, usage; 300 characters
+#: of error text escape to at most 1.8 KB).
+MAX_CHILD_MESSAGE_BYTES = 4096
+#: Most descriptors one message may carry: a job's inputs (MAX_JOB_FDS), its params memfd
+#: and its output memfd.
+MAX_FDS = 66
 
 
 class ProtocolError(Exception):
@@ -28,34 +35,49 @@ def socketpair() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
-def send(sock: socket.socket, message: dict, fds: list[int] | tuple[int, ...] = ()) -> None:
+def encode(message: dict) -> bytes:
+    """The datagram for a message. Raises ProtocolError if it is over MAX_MESSAGE_BYTES."""
     data = json.dumps(message, separators=(",", ":")).encode()
     if len(data) > MAX_MESSAGE_BYTES:
-        raise ValueError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+        raise ProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    return data
+
+
+def send(sock: socket.socket, message: dict, fds: list[int] | tuple[int, ...] = ()) -> None:
+    data = encode(message)
     if fds:
         socket.send_fds(sock, [data], list(fds))
     else:
         sock.send(data)
 
 
-def recv(sock: socket.socket, max_fds: int = MAX_FDS) -> tuple[dict, list[int]]:
+def decode(data: bytes) -> dict:
+    """A message from untrusted bytes: a JSON object, or ProtocolError (never anything
+    else: RecursionError from deep nesting, ValueError from a 5000-digit number,
+    UnicodeDecodeError, MemoryError are all the peer's fault)."""
+    try:
+        message = json.loads(data)
+    except Exception:
+        raise ProtocolError("message is not JSON") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("message is not a JSON object")
+    return message
+
+
+def recv(sock: socket.socket, max_fds: int = MAX_FDS,
+         max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[dict, list[int]]:
     """One message and the fds that came with it. EOFError when the peer is gone.
 
     Raises BlockingIOError on a non-blocking socket with nothing to read.
     """
-    data, fds, flags, _ = socket.recv_fds(sock, MAX_MESSAGE_BYTES + 1, max_fds,
+    data, fds, flags, _ = socket.recv_fds(sock, max_bytes + 1, max_fds,
                                           socket.MSG_CMSG_CLOEXEC)
     try:
-        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(data) > MAX_MESSAGE_BYTES:
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(data) > max_bytes:
             raise ProtocolError("message or its descriptors were truncated")
         if not data:
             raise EOFError("peer closed the channel")
-        try:
-            message = json.loads(data)
-        except ValueError:
-            raise ProtocolError("message is not JSON") from None
-        if not isinstance(message, dict):
-            raise ProtocolError("message is not a JSON object")
+        message = decode(data)
     except BaseException:
         close_all(fds)
         raise

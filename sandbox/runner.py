@@ -4,11 +4,20 @@ Runs in the caller's process (e.g. the aiohttp server's event loop). The fork se
 separate, clean interpreter started with an EMPTY environment (nothing of the caller's
 secrets reaches it or its children) and the caller's sys.path; it is restarted when it
 dies. All state lives on the event loop thread: no locks, no threads.
+
+Params travel to the child in a sealed memfd (the fork server never decodes them), and an
+ok job's outputs come back in one memfd whose length table (sandbox.trailer) is read and
+checked here, once: the only place that turns a child's output bytes into a Result.
+Each fork-server death is one warning on the logger "sandbox" with
+extra={"fields": {"exit", "jobs_failed", "restarts"}}.
 """
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
+import json
+import logging
 import os
 import signal
 import socket
@@ -17,7 +26,7 @@ import sys
 import time
 from typing import Iterable
 
-from sandbox import protocol
+from sandbox import protocol, trailer
 from sandbox.layers.base import LayerStatus
 from sandbox.layers.rlimits import MAX_JOB_FDS
 from sandbox.limits import Limits
@@ -28,6 +37,10 @@ from sandbox.result import Outputs, Result, Stats
 START_TIMEOUT_S = 60.0        # imports + warm-up + first confined children
 RESULT_GRACE_S = 5.0          # beyond a job's wall limit before we stop trusting the fork server
 RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+log = logging.getLogger("sandbox")
+#: Errors that mean this host is short of descriptors or memory right now: "busy".
+_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC}
 
 # The fork server's whole world: its sys.path arrives in argv, the rest over the socket.
 _BOOT = "import sys; sys.path[:0] = {path!r}; from sandbox.forkserver import main; main({fd})"
@@ -138,7 +151,7 @@ class Sandbox:
         self._ready = self._loop.create_future()
         self._loop.add_reader(ours.fileno(), self._on_readable)
         self._pidfd = os.pidfd_open(self._proc.pid)
-        self._loop.add_reader(self._pidfd, self._on_fork_server_exit)
+        self._loop.add_reader(self._pidfd, self._on_fork_server_exit, "")
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT_S)
         except asyncio.TimeoutError:
@@ -171,7 +184,11 @@ class Sandbox:
     # --- jobs -------------------------------------------------------------------------
     async def run(self, inputs: Iterable[bytes | bytearray | memoryview | MemFile],
                   params: dict | None = None, limits: Limits | None = None) -> Result:
-        """Run one job; never raises for anything the job does (see Result.status)."""
+        """Run one job and return its Result, whatever happens to the job.
+
+        The one exception: more than MAX_JOB_FDS inputs is a ValueError, raised before
+        anything is sent. Params (any size) travel to the child as JSON in a sealed memfd.
+        """
         inputs = list(inputs)
         if len(inputs) > MAX_JOB_FDS:
             raise ValueError(f"at most {MAX_JOB_FDS} inputs per job, got {len(inputs)}")
@@ -179,7 +196,7 @@ class Sandbox:
         if self._closed:
             return Result("busy", reason="the sandbox is closed")
         if not self.ready:
-            return Result("busy", reason="the sandbox is starting or restarting")
+            return self._not_ready()
         if self._slots.locked() and self._waiting >= self.queue:
             return Result("busy", reason="every worker is busy and the queue is full")
         self._waiting += 1
@@ -190,38 +207,59 @@ class Sandbox:
         self._in_flight += 1
         try:
             if not self.ready:
-                return Result("busy", reason="the sandbox is restarting")
+                return self._not_ready()
             return await self._run_now(inputs, params or {}, limits)
         finally:
             self._in_flight -= 1
             self._slots.release()
 
+    def _not_ready(self) -> Result:
+        if self._restarting is not None and not self._restarting.done():
+            return Result("restarting", reason="the fork server is restarting; retry later")
+        return Result("busy", reason="the sandbox is starting")
+
     async def _run_now(self, inputs: list, params: dict, limits: Limits) -> Result:
-        owned = [item if isinstance(item, MemFile) else MemFile.from_bytes(item, "sandbox-input")
-                 for item in inputs]
+        owned: list[MemFile] = []
+        job_id = next(self._ids)
         try:
-            for mem in owned:
-                mem.seal()
-            job_id = next(self._ids)
+            try:
+                owned.append(_params_memfd(params))
+                for item in inputs:
+                    mem = item if isinstance(item, MemFile) else MemFile.from_bytes(
+                        item, "sandbox-input")
+                    owned.insert(len(owned) - 1, mem)     # inputs first, params last
+                    mem.seal()
+            except (TypeError, ValueError) as exc:       # not JSON, not bytes: the caller's
+                return Result("error", reason="the job's inputs or params cannot be sent",
+                              error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            except OSError as exc:
+                return _unsent(exc)
             future = self._loop.create_future()
             self._futures[job_id] = future
-            await self._send({"type": "job", "id": job_id, "params": params,
-                              "limits": limits.to_dict()}, [m.fileno() for m in owned])
+            try:
+                await self._send({"type": "job", "id": job_id, "limits": limits.to_dict()},
+                                 [m.fileno() for m in owned])
+            except OSError as exc:
+                if self._sock is None or isinstance(exc, ConnectionError):
+                    return Result("restarting", reason="the fork server is gone; retry later")
+                return _unsent(exc)
             try:
                 return await asyncio.wait_for(asyncio.shield(future),
                                               limits.wall_s + RESULT_GRACE_S + 10.0)
             except asyncio.TimeoutError:
                 # The fork server enforces deadlines; if it did not answer, it is broken.
-                self._futures.pop(job_id, None)
-                self._kill_fork_server()
-                return Result("crashed", reason="the fork server stopped answering")
+                self._on_fork_server_exit("it stopped answering")
+                return Result("restarting", reason="the fork server stopped answering")
         finally:
-            for item, mem in zip(inputs, owned):
-                if mem is not item:
+            self._futures.pop(job_id, None)
+            for mem in owned:
+                if not any(mem is item for item in inputs):
                     mem.close()
 
     async def _send(self, message: dict, fds: list[int]) -> None:
         while True:
+            if self._sock is None:
+                raise ConnectionResetError("the fork server is gone")
             try:
                 protocol.send(self._sock, message, fds)
                 return
@@ -255,7 +293,7 @@ class Sandbox:
             for message, fds in protocol.drain(self._sock):
                 self._on_message(message, fds)
         except protocol.PeerGone:
-            self._on_fork_server_exit()
+            self._on_fork_server_exit("it closed its channel")
 
     def _on_message(self, message: dict, fds: list[int]) -> None:
         """One message of the fork server: a result, its readiness, or why it gave up."""
@@ -276,39 +314,57 @@ class Sandbox:
 
     def _on_result(self, message: dict, fds: list[int]) -> None:
         future = self._futures.pop(message.get("id"), None)
+        if future is None or future.done():
+            protocol.close_all(fds)          # its caller gave up: nobody to hand it to
+            return
         try:
-            outputs = Outputs()
             if message.get("status") == "ok":
-                out = MemFile(fd=fds.pop())      # the Result owns it from here
-                spans, offset = [], 0
-                for length in message["lengths"]:
-                    spans.append((offset, length))
-                    offset += length
-                try:
-                    outputs = Outputs(out, spans)
-                except BaseException:
-                    out.close()
-                    raise
-            result = Result(
-                status=message["status"], reason=message.get("reason", ""), outputs=outputs,
-                error=message.get("error"), stats=Stats(**message.get("stats", {})),
-                exit_code=message.get("exit_code"), signal=message.get("signal"))
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            result = Result("crashed", reason=f"malformed result from the fork server: {exc}")
+                result = self._ok_result(message, fds.pop())
+            else:
+                result = Result(
+                    status=message["status"], reason=message.get("reason", ""),
+                    error=message.get("error"), stats=Stats(**message.get("stats", {})),
+                    exit_code=message.get("exit_code"), signal=message.get("signal"))
+        except Exception as exc:
+            result = Result("crashed", reason="malformed result from the fork server: "
+                            + type(exc).__name__)
         finally:
             protocol.close_all(fds)
-        if future is not None and not future.done():
-            future.set_result(result)
+        future.set_result(result)
 
-    def _on_fork_server_exit(self) -> None:
-        """The fork server died (or closed its socket): fail its jobs, restart it."""
+    def _ok_result(self, message: dict, output_fd: int) -> Result:
+        """An ok job's Result, its outputs located by the table the child wrote."""
+        out = MemFile(fd=output_fd)              # the Result owns it from here
+        try:
+            spans = trailer.read_spans(out, message.get("used"))
+            return Result("ok", outputs=Outputs(out, spans),
+                          stats=Stats(**message.get("stats", {})))
+        except trailer.TrailerError:
+            out.close()
+            return Result("crashed", reason="sent an invalid output table",
+                          stats=Stats(**message.get("stats", {})))
+        except BaseException:
+            out.close()
+            raise
+
+    def _on_fork_server_exit(self, why: str = "") -> None:
+        """The fork server died (or closed its socket, or stopped answering): answer its
+        jobs "restarting", log it once, restart it."""
         if self._sock is None:
             return
-        self._kill_fork_server()
+        if self._closed:                  # close() ended it: no death, no restart
+            self._kill_fork_server()
+            self._fail_all("crashed", "the sandbox was closed")
+            return
+        exit_text = self._kill_fork_server()
+        if why:
+            exit_text = f"{why}; {exit_text}"
         reason = "the fork server died"
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(SandboxError(reason + " during start-up"))
-        self._fail_all("crashed", reason)
+        jobs_failed = self._fail_all("restarting", reason + "; retry later")
+        log.warning("fork server died", extra={"fields": {
+            "exit": exit_text, "jobs_failed": jobs_failed, "restarts": self._restarts}})
         if os.getpid() == 1:
             # As a container's init, orphans are ours: the dead fork server's children
             # die of PDEATHSIG moments from now and must be reaped, or they stay zombies.
@@ -328,14 +384,18 @@ class Sandbox:
             except (SandboxError, OSError):
                 continue
 
-    def _fail_all(self, status: str, reason: str) -> None:
+    def _fail_all(self, status: str, reason: str) -> int:
         futures, self._futures = self._futures, {}
+        failed = 0
         for future in futures.values():
             if not future.done():
                 future.set_result(Result(status, reason=reason))
+                failed += 1
+        return failed
 
-    def _kill_fork_server(self) -> None:
-        """SIGKILL and reap the fork server (its children die with it: PDEATHSIG)."""
+    def _kill_fork_server(self) -> str:
+        """SIGKILL and reap the fork server (its children die with it: PDEATHSIG);
+        return how it ended."""
         if self._sock is not None:
             try:
                 self._loop.remove_reader(self._sock.fileno())
@@ -350,11 +410,45 @@ class Sandbox:
                 pass
             os.close(self._pidfd)
             self._pidfd = None
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGKILL)
+        if self._proc is None:
+            return "not running"
+        if self._proc.poll() is None:
+            ended = "killed by the sandbox (SIGKILL)"
+            self._proc.send_signal(signal.SIGKILL)
             self._proc.wait()
-            self._proc = None
+        else:
+            ended = _describe_returncode(self._proc.returncode)
+        self._proc = None
+        return ended
+
+
+def _describe_returncode(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _params_memfd(params: dict) -> MemFile:
+    """The job's params as JSON in a sealed memfd: only the child decodes them."""
+    mem = MemFile.from_bytes(json.dumps(params, separators=(",", ":")).encode(),
+                             "sandbox-params")
+    try:
+        mem.seal()
+    except BaseException:
+        mem.close()
+        raise
+    return mem
+
+
+def _unsent(exc: OSError) -> Result:
+    """The job could not be handed over: "busy" when this host is short of descriptors
+    or memory (try again later), else "crashed"."""
+    if exc.errno in _EXHAUSTED:
+        return Result("busy", reason=f"out of resources sending the job ({errno.errorcode[exc.errno]})")
+    return Result("crashed", reason=f"the job could not be sent ({type(exc).__name__})")
 
 
 async def _reap_orphans(current_fork_server, seconds: float = 5.0) -> None:

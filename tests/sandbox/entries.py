@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 
+from tests.sandbox import hostile
+
 libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -197,7 +199,28 @@ def identity(inputs, params):
     return [repr((os.getuid(), os.geteuid(), os.getgid())).encode()]
 
 
+def params_size(inputs, params):
+    return [str(len(params["blob"])).encode()]
+
+
+def memory_words_then_segfault(inputs, params):
+    """stderr is the job's own: words about memory on it are no evidence."""
+    os.write(2, b"MemoryError\nstd::bad_alloc\nCannot allocate memory\n")
+    ctypes.string_at(0)
+
+
+def kill_me_at(inputs, params):
+    """Touch params["mb"] MB (below the limit), then wait to be killed from outside."""
+    hog = bytearray(params["mb"] << 20)
+    for i in range(0, len(hog), 4096):
+        hog[i] = 1
+    time.sleep(params.get("s", 30))
+    return [b"survived"]
+
+
 def dispatch(inputs, params):
+    if params["do"] in ("speak", "forge_trailer"):
+        return getattr(hostile, params["do"])(inputs, params)
     return globals()[params["do"]](inputs, params)
 
 
@@ -228,3 +251,23 @@ def open_fd_warm_up():
     """A warm-up that leaks a regular fd: the fork server must refuse to fork with it."""
     global _leaked
     _leaked = os.open("/etc/hostname", os.O_RDONLY)
+
+
+
+def many_outputs(inputs, params):
+    return [str(i).encode() for i in range(params["n"])]
+
+
+def hog_then_segfault(inputs, params):
+    """Fill memory up to the limit, then die of a signal without reporting (like C code
+    that ignores a failed malloc): the peak RSS is the evidence of memory."""
+    hog = []
+    try:
+        while True:
+            chunk = bytearray(4 << 20)
+            for i in range(0, len(chunk), 4096):
+                chunk[i] = 1
+            hog.append(chunk)
+    except MemoryError:
+        pass
+    ctypes.string_at(0)
