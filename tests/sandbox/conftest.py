@@ -1,6 +1,9 @@
 """A real Sandbox shared by the sandbox tests (no mocks: real fork server, real layers)."""
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from sandbox import Limits, Sandbox
@@ -19,3 +22,10 @@ def sb():
 
 def run(sandbox, do, inputs=(), limits=None, **params):
     return sandbox.run_sync(list(inputs), {"do": do, **params}, limits)
+
+
+async def wait_ready(sb: Sandbox, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not sb.ready:
+        assert time.monotonic() < deadline, "sandbox did not become ready"
+        await asyncio.sleep(0.05)

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from sandbox import Limits, Sandbox
-from tests.sandbox.conftest import ENTRY, TEST_LIMITS, run
+from tests.sandbox.conftest import ENTRY, TEST_LIMITS, run, wait_ready
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,13 +32,6 @@ def busy_child(sb: Sandbox, min_rss_mb: float, timeout_s: float = 10.0) -> psuti
                     continue
         time.sleep(0.05)
     raise AssertionError("no busy child found")
-
-
-async def wait_ready(sb: Sandbox, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not sb.ready:
-        assert time.monotonic() < deadline, "sandbox did not become ready"
-        await asyncio.sleep(0.05)
 
 
 def test_memory_words_on_stderr_then_a_segfault_is_crashed(sb):

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from sandbox import Limits, Policy, Sandbox, SandboxError
-from tests.sandbox.conftest import ENTRY, TEST_LIMITS, run
+from tests.sandbox.conftest import ENTRY, TEST_LIMITS, run, wait_ready
 
 JOB = {"do": "concat", "suffix": "!"}
 
@@ -34,13 +34,6 @@ def memfds(pid: int) -> int:
         except OSError:
             pass
     return count
-
-
-async def wait_ready(sb: Sandbox, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not sb.ready:
-        assert time.monotonic() < deadline, "sandbox did not become ready"
-        await asyncio.sleep(0.05)
 
 
 def test_layers_are_reported(sb):
