@@ -14,6 +14,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from notrace import hygiene, keys
+from notrace.admission import Admission
 from notrace.docs import render_docs
 from notrace.jobs import ENTRY, sandbox_limits
 from notrace.logs import logger
@@ -64,6 +65,7 @@ def make_app(settings: Settings) -> web.Application:
                           client_max_size=settings.max_upload_mb << 20)
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
+    app[keys.ADMISSION] = Admission.for_settings(settings)
     spec = build_openapi(OPERATIONS)
     app[keys.OPENAPI] = json.dumps(spec, ensure_ascii=True).encode()
     app[keys.DOCS] = render_docs(spec)

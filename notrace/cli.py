@@ -17,6 +17,7 @@ import sys
 from aiohttp import web
 
 from notrace import hygiene, settings as settings_mod
+from notrace.admission import raise_nofile_limit
 from notrace.app import make_app, make_sandbox
 from notrace.jobs import BadManifest, interpret, job_params
 from notrace.logs import configure as configure_logs, logger
@@ -110,6 +111,7 @@ async def _serve(settings) -> None:
 
 def serve(settings) -> int:
     hygiene.scrub_freed_memory()  # re-execs once: freed buffers are overwritten (README)
+    raise_nofile_limit()  # uploads hold a memfd per file; the sandbox inherits the limit
     try:
         asyncio.run(_serve(settings))
     except OSError as exc:  # e.g. the port is taken: configuration, safe to show

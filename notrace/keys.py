@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from notrace.admission import Admission
 from notrace.metrics import Metrics
 from notrace.settings import Settings
 from sandbox import Sandbox
@@ -13,6 +14,7 @@ from sandbox import Sandbox
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 SANDBOX = web.AppKey("sandbox", Sandbox)
+ADMISSION = web.AppKey("admission", Admission)
 #: Built once at start-up from the declarations: the catalogue, OpenAPI and docs bodies.
 CATALOGUE = web.AppKey("catalogue", bytes)
 OPENAPI = web.AppKey("openapi", bytes)

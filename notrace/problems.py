@@ -35,8 +35,10 @@ class ProblemType:
 _TYPES = (
     ProblemType("bad-parameter", 400, "A parameter is missing or invalid",
                 "A text part or query parameter is unknown, missing or has a value the "
-                "operation does not accept; `param` names it. Also a value that only the "
-                "document shows wrong (crop margins wider than a page): the detail names "
+                "operation does not accept; `param` names it. A secret (a password) in "
+                "the query string is refused: send it as a text part or, with a raw body, "
+                "in its `X-Notrace-...` header (e.g. `X-Notrace-Password`). Also a value "
+                "that only the document shows wrong (crop margins wider than a page): the detail names "
                 "the parameter and the page."),
     ProblemType("bad-request", 400, "The request is malformed",
                 "The multipart body cannot be parsed, a part has no name, or a field is "
@@ -63,7 +65,10 @@ _TYPES = (
                 "The body is neither multipart/form-data nor (for single-input operations) "
                 "a raw application/pdf body."),
     ProblemType("not-a-pdf", 415, "The file is not a PDF",
-                "A `file` part does not start with `%PDF-` within its first 1024 bytes."),
+                "A `file` part is clearly another format (PNG, JPEG, GIF, TIFF or WebP "
+                "image, ZIP archive) or empty, or the parser finds nothing of a PDF in it. "
+                "Anything else goes to the parser, which recovers what it can: a damaged "
+                "file it cannot use is `malformed-pdf`."),
     ProblemType("unsupported-image", 415, "The image is not of a supported type",
                 "A `file` part is not one of the image types the operation takes, or "
                 "cannot be read as one."),
@@ -92,8 +97,15 @@ _TYPES = (
     ProblemType("processing-crashed", 422, "The document crashed its processor",
                 "The process handling it died (a library crash on a hostile file)."),
     ProblemType("busy", 503, "Every worker is busy",
-                "All children are busy and the queue is full; retry after `Retry-After` "
-                "seconds."),
+                "All children are busy and the queue is full, or the uploads in progress "
+                "already use NOTRACE_MAX_INFLIGHT_MB or number NOTRACE_WORKERS + "
+                "NOTRACE_QUEUE (refused before the body is read), or the server ran out of "
+                "file descriptors or memory while reading the upload; retry after "
+                "`Retry-After` seconds."),
+    ProblemType("sandbox-restarting", 503, "The sandbox is restarting",
+                "The process that starts the children stopped while the job was waiting "
+                "or running, so the job did not run to its end; not the document's fault. "
+                "Retry after `Retry-After` seconds."),
     ProblemType("not-ready", 503, "The service is not ready",
                 "The sandbox is starting or stopping; retry after `Retry-After` seconds."),
     ProblemType("internal-error", 500, "Internal error",
@@ -113,8 +125,10 @@ _CHILD_CODES = {
     "page_out_of_range": "page-out-of-range",
     "bad_parameter": "bad-parameter",
     "unsupported_image": "unsupported-image",
+    "not_a_pdf": "not-a-pdf",
 }
-# Sandbox Result.status (other than ok) -> our types. A hostile file's fault, except busy.
+# Sandbox Result.status (other than ok) -> our types. A hostile file's fault, except busy
+# and restarting (the caller should retry).
 _SANDBOX_STATUSES = {
     "error": "malformed-pdf",
     "memory": "memory-limit",
@@ -124,6 +138,7 @@ _SANDBOX_STATUSES = {
     "violation": "isolation-violation",
     "crashed": "processing-crashed",
     "busy": "busy",
+    "restarting": "sandbox-restarting",
 }
 
 

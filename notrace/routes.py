@@ -91,7 +91,8 @@ async def run_operation(request: web.Request) -> web.Response:
     if not sandbox.ready:  # before reading a byte of the upload
         raise HttpProblem("not-ready")
     upload = await read_upload(request, op, max_bytes=settings.max_upload_mb << 20,
-                               timeout_s=settings.upload_timeout_s)
+                               timeout_s=settings.upload_timeout_s,
+                               admission=app[keys.ADMISSION])  # 503 beyond its bounds
     with upload:
         fields["upload_bytes"] = upload.size
         fields["files"] = len(upload.files)

@@ -109,6 +109,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_upload_mb", _positive_int, lambda: 100,
             "Largest request body in MiB (all files and fields together); checked while "
             "streaming, answered with 413."),
+    Setting("max_inflight_mb", _positive_int, lambda: 100,
+            "MiB that all uploads held at once may use together (request bodies in "
+            "memfds, from their first byte until their answer); a request beyond it gets "
+            "503 busy before its body is read. At least NOTRACE_MAX_UPLOAD_MB. The default "
+            "fits the shipped 1 GiB container: 2 workers x 384 MiB children + 64 MiB /tmp + "
+            "100 MiB of uploads leave about 90 MiB for the server, the fork server and the "
+            "warm children (measured about 70 MiB at rest)."),
     Setting("upload_timeout_s", _positive_float, lambda: 60.0,
             "Seconds a client has to send its whole request body (408 after that); also "
             "how long a connection may take to send its request head."),
@@ -123,7 +130,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("child_output_mb", _positive_int, lambda: 200,
             "Largest total output of a job in MiB (422 output-too-large)."),
     Setting("retry_after_s", _positive_int, lambda: 2,
-            "Seconds announced in Retry-After when every child is busy (503)."),
+            "Seconds announced in Retry-After with every 503 (busy, not ready, sandbox "
+            "restarting)."),
     Setting("shutdown_grace_s", _positive_float, lambda: 35.0,
             "On SIGTERM, seconds in-flight requests get to finish before the server exits."),
     Setting("log_client_ip", _flag, lambda: False,
@@ -162,7 +170,12 @@ def load(environ: Mapping[str, str] | None = None,
         except ValueError as exc:
             # The value is configuration, not user data: safe to show.
             raise SettingsError(f"{source}={text!r}: {_reason(exc)}") from None
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.max_inflight_mb < settings.max_upload_mb:
+        # Otherwise a body of the largest size allowed could never be admitted.
+        raise SettingsError(f"NOTRACE_MAX_INFLIGHT_MB={settings.max_inflight_mb}: must be at "
+                            f"least NOTRACE_MAX_UPLOAD_MB ({settings.max_upload_mb})")
+    return settings
 
 
 def _reason(exc: ValueError) -> str:

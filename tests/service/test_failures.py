@@ -92,7 +92,7 @@ def test_not_multipart(server):
 
 def test_not_a_pdf(server):
     _problem(server.post("info", [b"GIF89a not a pdf at all"]), 415, "not-a-pdf")
-    _problem(server.post("info", [b" " * 1024 + b"%PDF-1.4"]), 415, "not-a-pdf")
+    _problem(server.post("info", [b"PK\x03\x04 a zip, not a pdf"]), 415, "not-a-pdf")
     _problem(server.post("info", [b""]), 415, "not-a-pdf")
 
 

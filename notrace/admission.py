@@ -1,0 +1,115 @@
+"""Admission control: how many uploads the server holds at once, and how many bytes.
+
+Runs in the server loop (one thread: plain counters, no locks). Every operation request
+takes a `Ticket` BEFORE a byte of its body is read, and gives it back when its Upload is
+closed (the answer is decided and the memfds are gone), on every exit path:
+
+- requests: at most `max_requests` hold a ticket at once. It is NOTRACE_WORKERS +
+  NOTRACE_QUEUE, the most jobs the sandbox accepts at once: a request beyond that could
+  only end as a 503 `busy` anyway, after having cost its whole upload.
+- bytes: the uploads held together stay within `max_bytes` (NOTRACE_MAX_INFLIGHT_MB).
+  A declared Content-Length is reserved whole, up front; a body of unknown length
+  (chunked) reserves as its bytes arrive and is refused as soon as the budget runs out.
+
+Beyond either bound the answer is 503 `busy` with Retry-After. An upload's bytes stay
+reserved while its job runs (the memfds live until the answer): this counts an input
+mapped in a running child twice (budget and child memory), never zero times.
+
+Also here: `raise_nofile_limit()`, called once at server start.
+"""
+from __future__ import annotations
+
+import resource
+
+from notrace.problems import HttpProblem
+from notrace.settings import Settings
+
+__all__ = ["Admission", "Ticket", "raise_nofile_limit"]
+
+
+def _busy(detail: str) -> HttpProblem:
+    return HttpProblem("busy", detail)
+
+
+class Ticket:
+    """One request's share of the budget: bytes reserved so far; release() once done."""
+
+    def __init__(self, admission: "Admission") -> None:
+        self._admission = admission
+        self.reserved = 0
+        self._released = False
+
+    def need(self, total: int) -> None:
+        """Make sure `total` bytes of this upload are covered, reserving the missing part;
+        raise the 503 problem when the budget cannot cover it."""
+        missing = total - self.reserved
+        if missing > 0:
+            self._admission._reserve(missing)
+            self.reserved = total
+
+    def release(self) -> None:
+        """Give the request slot and every reserved byte back (idempotent)."""
+        if not self._released:
+            self._released = True
+            self._admission._give_back(self.reserved)
+            self.reserved = 0
+
+    def __enter__(self) -> "Ticket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class Admission:
+    """The server's bounds on uploads in progress (one instance per application)."""
+
+    def __init__(self, *, max_requests: int, max_bytes: int) -> None:
+        if max_requests < 1 or max_bytes < 1:
+            raise ValueError("max_requests and max_bytes must be positive")
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self.requests = 0       # tickets held
+        self.bytes = 0          # bytes reserved by them
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "Admission":
+        return cls(max_requests=settings.workers + settings.queue,
+                   max_bytes=settings.max_inflight_mb << 20)
+
+    def admit(self, declared: int | None) -> Ticket:
+        """A ticket for a new request whose body declares `declared` bytes (None: not
+        known in advance), or the 503 problem. Nothing has been read yet."""
+        if self.requests >= self.max_requests:
+            raise _busy("Too many uploads are in progress; retry after Retry-After seconds.")
+        self.requests += 1
+        ticket = Ticket(self)
+        if declared:
+            try:
+                ticket.need(declared)
+            except HttpProblem:
+                ticket.release()
+                raise
+        return ticket
+
+    def _reserve(self, n: int) -> None:
+        if self.bytes + n > self.max_bytes:
+            raise _busy("The uploads in progress use the server's upload memory; "
+                        "retry after Retry-After seconds.")
+        self.bytes += n
+
+    def _give_back(self, n: int) -> None:
+        self.bytes -= n
+        self.requests -= 1
+
+
+def raise_nofile_limit() -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (server start, before
+    the sandbox starts: its processes inherit it). Returns the (soft, hard) in force.
+
+    Every upload holds one memfd per file (up to 64), so the usual soft limit of 1024
+    is reached by a few dozen uploads; the hard limit is what the operator allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
