@@ -17,8 +17,6 @@ class MemFile:
 
     _fd = -1  # so close() and __del__ hold when memfd_create fails in __init__ (EMFILE)
 
-    _fd = -1  # so close() and __del__ hold when memfd_create fails in __init__ (EMFILE)
-
     def __init__(self, name: str = "sandbox", *, fd: int | None = None) -> None:
         # The name shows only in /proc/*/fd links; it never carries user data.
         self._fd = fd if fd is not None else os.memfd_create(
