@@ -10,7 +10,7 @@ from typing import Iterable
 
 from notrace.operations.spec import Operation
 from notrace.problems import MEDIA_TYPE as PROBLEM, TYPES
-from notrace.uploads import max_files, takes_raw_pdf
+from notrace.uploads import max_files, secret_header, takes_raw_pdf
 
 __all__ = ["build"]
 
@@ -69,8 +69,10 @@ def _operation(op: Operation) -> dict:
     parameters = []
     if takes_raw_pdf(op):
         content["application/pdf"] = {"schema": _BINARY}
-        # Query parameters are optional here: with multipart they may come as text parts.
-        parameters = [{"name": p.name, "in": "query", "required": False,
+        # Optional here: with multipart they may come as text parts. Secrets never travel
+        # in the query string (it is cached and logged): they have their own header.
+        parameters = [{"name": secret_header(p.name) if p.secret else p.name,
+                       "in": "header" if p.secret else "query", "required": False,
                        "schema": p.json_schema(), "description": p.description}
                       for p in op.params]
     ok_content = {m: {"schema": {"type": "object"} if m == "application/json" else _BINARY}

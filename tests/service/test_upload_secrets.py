@@ -68,3 +68,12 @@ def test_wipe_zeroes_in_place():
     wipe(buffer)
     assert view.tobytes() == bytes(700) and len(buffer) == 700
     wipe(bytearray())   # nothing to do
+
+
+def test_openapi_puts_secrets_in_headers(server):
+    spec = server.get("/openapi.json").json()
+    params = {(p["in"], p["name"]) for p in spec["paths"]["/api/v1/encrypt"]["post"]["parameters"]}
+    assert {("header", "X-Notrace-Password"), ("header", "X-Notrace-Owner-Password"),
+            ("header", "X-Notrace-Current-Password")} <= params
+    assert not {name for where, name in params if where == "query"} & \
+        {"password", "owner_password", "current_password"}
