@@ -183,7 +183,7 @@ class ForkServer:
                 if kind == "job":
                     self.accept_job(message, fds)
                     continue
-                protocol.close_all(fds)
+                protocol.close_all(fds or ())
                 if kind == "shutdown":
                     self.running = False
                     return
@@ -194,6 +194,10 @@ class ForkServer:
         """Queue a job: its fds are the inputs, then the params memfd (never read here)."""
         job_id = message.get("id")
         output = None
+        if fds is None:                           # we are out of descriptors: not its fault
+            if type(job_id) is int:
+                self.send_result(job_id, "busy", "the fork server ran out of descriptors")
+            return
         try:
             if type(job_id) is not int:
                 raise ValueError("the job has no id")
@@ -272,8 +276,15 @@ class ForkServer:
         except protocol.PeerGone:
             self.fatal("the spawner died")
 
-    def on_spawner_message(self, message: dict, fds: list[int], child: Child | None) -> None:
-        """One spawner message: a child forked (with its fds), or one exited."""
+    def on_spawner_message(self, message: dict, fds: list[int] | None,
+                           child: Child | None) -> None:
+        """One spawner message: a child forked (with its fds), or one exited. A spawned
+        child whose fds we could not receive (out of descriptors) sees its channel close
+        and exits; the spawner reaps it."""
+        if fds is None:
+            if message.get("type") == "spawned":
+                self.requested = max(0, self.requested - 1)
+            return
         if message.get("type") == "spawned" and len(fds) == 3:
             self.requested = max(0, self.requested - 1)
             self.adopt(message["pid"], *fds)

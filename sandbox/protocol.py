@@ -27,6 +27,15 @@ class ProtocolError(Exception):
     """A peer sent something that is not a valid message."""
 
 
+class FdsDropped(ProtocolError):
+    """A whole message arrived but its descriptors did not: the receiver is out of
+    descriptors (EMFILE), so the kernel dropped them. The message is in `.message`."""
+
+    def __init__(self, message: dict) -> None:
+        super().__init__("the message's descriptors were dropped (out of descriptors?)")
+        self.message = message
+
+
 class PeerGone(Exception):
     """The peer closed the channel, or broke the protocol: nothing more will come."""
 
@@ -73,10 +82,14 @@ def recv(sock: socket.socket, max_fds: int = MAX_FDS,
     data, fds, flags, _ = socket.recv_fds(sock, max_bytes + 1, max_fds,
                                           socket.MSG_CMSG_CLOEXEC)
     try:
-        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(data) > max_bytes:
-            raise ProtocolError("message or its descriptors were truncated")
+        if flags & socket.MSG_TRUNC or len(data) > max_bytes:
+            raise ProtocolError("message was truncated")
         if not data:
             raise EOFError("peer closed the channel")
+        if flags & socket.MSG_CTRUNC:
+            if max_fds == 0:
+                raise ProtocolError("message carried descriptors")
+            raise FdsDropped(decode(data))
         message = decode(data)
     except BaseException:
         close_all(fds)
@@ -87,6 +100,8 @@ def recv(sock: socket.socket, max_fds: int = MAX_FDS,
 def drain(sock: socket.socket, max_fds: int = MAX_FDS):
     """Every (message, fds) waiting on a non-blocking socket, until none is left.
 
+    A message whose descriptors the kernel dropped (we are out of them) comes as
+    (message, None): the reader answers that one message, the peer is fine.
     Raises PeerGone when the peer closed the channel or sent something invalid: the
     one place the readers of a socket (server, fork server) learn their peer is gone.
     """
@@ -95,6 +110,8 @@ def drain(sock: socket.socket, max_fds: int = MAX_FDS):
             yield recv(sock, max_fds)
         except BlockingIOError:
             return
+        except FdsDropped as exc:
+            yield exc.message, None
         except (EOFError, ConnectionError, ProtocolError) as exc:
             raise PeerGone(str(exc)) from exc
 

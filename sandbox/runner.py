@@ -295,9 +295,15 @@ class Sandbox:
         except protocol.PeerGone:
             self._on_fork_server_exit("it closed its channel")
 
-    def _on_message(self, message: dict, fds: list[int]) -> None:
-        """One message of the fork server: a result, its readiness, or why it gave up."""
+    def _on_message(self, message: dict, fds: list[int] | None) -> None:
+        """One message of the fork server: a result, its readiness, or why it gave up.
+        fds is None when the kernel dropped them because we are out of descriptors."""
         kind = message.get("type")
+        if fds is None:
+            if kind == "result" and message.get("status") == "ok":
+                message = {"type": "result", "id": message.get("id"), "status": "busy",
+                           "reason": "out of descriptors receiving the job's outputs"}
+            fds = []
         if kind == "result":
             self._on_result(message, fds)
         elif kind == "ready":
