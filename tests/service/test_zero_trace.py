@@ -34,7 +34,10 @@ def _snapshot() -> set[str]:
     seen = set()
     for top in (*_SCANNED_DIRS, os.getcwd()):
         for root, dirs, files in os.walk(top):
-            dirs[:] = [d for d in dirs if d not in (".git", ".venv", "__pycache__")]
+            # pytest-of-*: pytest's own temporary directories (this run's or another's on
+            # the same machine: not the server's, which cannot write at all).
+            dirs[:] = [d for d in dirs if d not in (".git", ".venv", "__pycache__")
+                       and not d.startswith("pytest-of-")]
             seen.update(os.path.join(root, f) for f in files)
     return seen
 
