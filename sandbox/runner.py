@@ -453,7 +453,8 @@ def _unsent(exc: OSError) -> Result:
     """The job could not be handed over: "busy" when this host is short of descriptors
     or memory (try again later), else "crashed"."""
     if exc.errno in _EXHAUSTED:
-        return Result("busy", reason=f"out of resources sending the job ({errno.errorcode[exc.errno]})")
+        return Result("busy", reason="out of resources sending the job "
+                                     f"({errno.errorcode[exc.errno]})")
     return Result("crashed", reason=f"the job could not be sent ({type(exc).__name__})")
 
 
