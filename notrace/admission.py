@@ -10,6 +10,11 @@ closed (the answer is decided and the memfds are gone), on every exit path:
 - bytes: the uploads held together stay within `max_bytes` (NOTRACE_MAX_INFLIGHT_MB).
   A declared Content-Length is reserved whole, up front; a body of unknown length
   (chunked) reserves as its bytes arrive and is refused as soon as the budget runs out.
+- files: every file of an upload is a memfd, so the files held together stay within
+  `max_files`: the soft RLIMIT_NOFILE at start minus FD_RESERVE descriptors kept for
+  everything else (sockets, the sandbox's channels and output memfds, logs). One is
+  reserved before each memfd is made; EMFILE stays possible (another process may lower
+  the limit) and uploads.py answers it 503 too.
 
 Beyond either bound the answer is 503 `busy` with Retry-After. An upload's bytes stay
 reserved while its job runs (the memfds live until the answer): this counts an input
@@ -20,6 +25,8 @@ Also here: `raise_nofile_limit()`, called once at server start.
 from __future__ import annotations
 
 import resource
+
+FD_RESERVE = 256   # descriptors never given to upload memfds (see the module docstring)
 
 from notrace.problems import HttpProblem
 from notrace.settings import Settings
@@ -37,6 +44,7 @@ class Ticket:
     def __init__(self, admission: "Admission") -> None:
         self._admission = admission
         self.reserved = 0
+        self.files = 0
         self._released = False
 
     def need(self, total: int) -> None:
@@ -47,12 +55,18 @@ class Ticket:
             self._admission._reserve(missing)
             self.reserved = total
 
+    def add_file(self) -> None:
+        """Reserve a descriptor for one more file of this upload (before its memfd is
+        made), or raise the 503 problem."""
+        self._admission._reserve_file()
+        self.files += 1
+
     def release(self) -> None:
-        """Give the request slot and every reserved byte back (idempotent)."""
+        """Give the request slot, every reserved byte and file back (idempotent)."""
         if not self._released:
             self._released = True
-            self._admission._give_back(self.reserved)
-            self.reserved = 0
+            self._admission._give_back(self.reserved, self.files)
+            self.reserved = self.files = 0
 
     def __enter__(self) -> "Ticket":
         return self
@@ -64,18 +78,24 @@ class Ticket:
 class Admission:
     """The server's bounds on uploads in progress (one instance per application)."""
 
-    def __init__(self, *, max_requests: int, max_bytes: int) -> None:
-        if max_requests < 1 or max_bytes < 1:
-            raise ValueError("max_requests and max_bytes must be positive")
+    def __init__(self, *, max_requests: int, max_bytes: int, max_files: int) -> None:
+        if min(max_requests, max_bytes, max_files) < 1:
+            raise ValueError("max_requests, max_bytes and max_files must be positive")
         self.max_requests = max_requests
         self.max_bytes = max_bytes
+        self.max_files = max_files
         self.requests = 0       # tickets held
         self.bytes = 0          # bytes reserved by them
+        self.files = 0          # files (memfds) reserved by them
 
     @classmethod
     def for_settings(cls, settings: Settings) -> "Admission":
+        """The bounds for these settings and this process's descriptor limit (read once:
+        call it after raise_nofile_limit)."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         return cls(max_requests=settings.workers + settings.queue,
-                   max_bytes=settings.max_inflight_mb << 20)
+                   max_bytes=settings.max_inflight_mb << 20,
+                   max_files=max(1, soft - FD_RESERVE))
 
     def admit(self, declared: int | None) -> Ticket:
         """A ticket for a new request whose body declares `declared` bytes (None: not
@@ -98,8 +118,15 @@ class Admission:
                         "retry after Retry-After seconds.")
         self.bytes += n
 
-    def _give_back(self, n: int) -> None:
+    def _reserve_file(self) -> None:
+        if self.files >= self.max_files:
+            raise _busy("The uploads in progress hold as many files as the server can "
+                        "open; retry after Retry-After seconds.")
+        self.files += 1
+
+    def _give_back(self, n: int, files: int) -> None:
         self.bytes -= n
+        self.files -= files
         self.requests -= 1
 
 

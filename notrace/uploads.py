@@ -152,6 +152,8 @@ class _Reader:
         """Stream `read()`'s chunks (b"" at the end) into a new MemFile of the upload,
         counting every byte and checking the file's kind as soon as SNIFF_BYTES are in
         (or at its end, if shorter)."""
+        if self.upload.ticket is not None:
+            self.upload.ticket.add_file()
         mem = MemFile("upload")
         self.upload.files.append(mem)  # appended first, so close() always releases it
         checked = False
