@@ -24,6 +24,7 @@ import io
 import logging
 import os
 import time
+import zipfile
 from typing import Callable, Sequence
 
 import pikepdf
@@ -240,14 +241,20 @@ class Service:
         self.throughput.statuses[result.status] = self.throughput.statuses.get(result.status, 0) + 1
         outcome = Outcome(0, result.status, elapsed, limits.wall_s)
         try:
-            answer = interpret(op, result)
+            answer = interpret(op, result, max_pages=MAX_PAGES)
         except HttpProblem as problem:
             outcome.http_status, outcome.problem = problem.status, problem.type.slug
-        except BadManifest as exc:  # the server answers 500 internal-error
+        except BadManifest as exc:  # the server answers 422 processing-crashed: our bug
             outcome.http_status, outcome.problem = 500, f"bad manifest: {exc}"
         else:
             outcome.http_status, outcome.media_type, outcome.report = 200, answer.media_type, answer.report
-            outcome.files = list(result.outputs[1:])
+            with answer:
+                body = answer.body.read()
+            if answer.media_type == "application/zip":  # the parts, as the child made them
+                with zipfile.ZipFile(io.BytesIO(body)) as zf:
+                    outcome.files = [zf.read(name) for name in zf.namelist()]
+            else:
+                outcome.files = [body]
         if result.status == "error":  # the server says 422, but the child raised: name it
             outcome.problem = f"{outcome.problem} (child raised {result.error})"
         return outcome

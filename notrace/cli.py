@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -19,7 +20,7 @@ from aiohttp import web
 from notrace import hygiene, settings as settings_mod
 from notrace.admission import raise_nofile_limit
 from notrace.app import make_app, make_sandbox
-from notrace.jobs import BadManifest, interpret, job_params
+from notrace.jobs import Answer, BadManifest, interpret, job_params
 from notrace.logs import configure as configure_logs, logger
 from notrace.middleware import answer_protocol_errors_as_problems
 from notrace.operations import OPERATIONS, Operation, ParamError
@@ -161,24 +162,29 @@ def run(settings, args: argparse.Namespace) -> int:
     sandbox = make_sandbox(settings)
     try:
         result = sandbox.run_sync(files, job_params(op, validated, settings), op.limits)
-        answer = interpret(op, result)
+        answer = interpret(op, result, max_pages=settings.max_pages)
     except HttpProblem as problem:
         return _fail(problem)
     except BadManifest:
-        return _fail(HttpProblem("internal-error"))
+        return _fail(HttpProblem("processing-crashed"))
     finally:
         for mem in files:
             mem.close()
         sandbox.close_sync()
-    if args.output == "-":
-        sys.stdout.buffer.write(answer.body)
-        sys.stdout.buffer.flush()
-    else:
-        with open(args.output, "wb") as f:
-            f.write(answer.body)
+    with answer:
+        _write_body(answer, args.output)
     if answer.report and op.output != "json":
         print(json.dumps({"report": answer.report}, ensure_ascii=True), file=sys.stderr)
     return EXIT_OK
+
+
+def _write_body(answer: Answer, output: str) -> None:
+    """The body, from the job's memfd to `output` ('-': standard output) in chunks."""
+    target = contextlib.nullcontext(sys.stdout.buffer) if output == "-" else open(output, "wb")
+    with target as f:
+        for chunk in answer.body.chunks():
+            f.write(chunk)
+        f.flush()
 
 
 def _fail(problem: HttpProblem) -> int:

@@ -2,46 +2,94 @@
 
 Runs in the server loop (and in the CLI, through Sandbox.run_sync): the HTTP handler and
 `notrace run` share this module, so both answer the same bytes and the same problems.
-Everything a child hands back is untrusted until checked here: the manifest must be a
-small JSON object whose file list matches the outputs exactly.
+The child builds the final body itself (operations/body.py) and answers
+`[manifest, body]`; everything it hands back is untrusted until checked here: the
+manifest must be a small JSON object (its bound grows with max_pages, never a fixed cap a
+legitimate job can reach) naming a media type the operation declares. The body is never
+read here: it stays in the job's output memfd and is streamed from there in chunks
+(Body.chunks), so a big answer costs the server neither its size in memory nor a zip.
 """
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
+import os
 import re
-import zipfile
-from notrace.operations.spec import Operation
+from typing import Iterator
+
+from notrace.operations.spec import OUTPUT_MEDIA_TYPES, SAFE_FILENAME, Operation
 from notrace.problems import for_child_code, for_sandbox_status
 from notrace.settings import Settings
 from sandbox import Limits, Result
 
-__all__ = ["ENTRY", "Answer", "BadManifest", "job_params", "sandbox_limits", "interpret",
-           "report_header"]
+__all__ = ["ENTRY", "CHUNK_BYTES", "Answer", "Body", "BadManifest", "job_params",
+           "manifest_limit", "sandbox_limits", "interpret", "report_header"]
 
 #: The one in-child entry that runs every operation.
 ENTRY = "notrace.operations.child:run"
-_MAX_MANIFEST_BYTES = 64 * 1024
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-# Fixed timestamp for zip entries: results carry no trace of when they were made.
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+#: Bytes of one read of a body from its memfd (and one write to the socket or file).
+CHUNK_BYTES = 256 * 1024
+_MANIFEST_BASE_BYTES = 64 * 1024
+# The largest report grows with the pages: split's lists each page of each part once,
+# and the parts together hold at most max_pages pages (a number and a comma: < 16 bytes).
+_MANIFEST_BYTES_PER_PAGE = 16
+_MANIFEST_KEYS = {"media_type", "filename", "report", "files"}
+_FILENAME = re.compile(SAFE_FILENAME)
 
 
 class BadManifest(Exception):
-    """The child answered "ok" with a manifest that does not fit: a bug of ours."""
+    """The child answered "ok" with outputs that do not fit the contract: a child gone
+    wrong (a bug, or attacker code); answered as a crashed job, never from its bytes."""
+
+
+class Body:
+    """A result's body where the child left it: a span of the job's output memfd.
+
+    Owns the Result: close() releases the memfd (idempotent). Read it with chunks(),
+    never whole."""
+
+    def __init__(self, result: Result, index: int) -> None:
+        self._result = result
+        self._fd = result.outputs.fileno()
+        self._offset, self.size = result.outputs.span(index)
+
+    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+        offset, end = self._offset, self._offset + self.size
+        while offset < end:
+            chunk = os.pread(self._fd, min(size, end - offset), offset)
+            if not chunk:  # the span was checked against the memfd size: cannot happen
+                raise OSError("the output memfd ended before its span")
+            offset += len(chunk)
+            yield chunk
+
+    def read(self) -> bytes:
+        """The whole body (tests and small JSON only)."""
+        return b"".join(self.chunks())
+
+    def close(self) -> None:
+        self._result.close()
 
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
-    """A successful result, ready to send: body, its media type, a download name, and
-    the operation's report (a small JSON object, e.g. what sanitize removed)."""
+    """A successful result, ready to send: body (in the memfd), its media type, a
+    download name, the operation's report (a small JSON object, e.g. what sanitize
+    removed) and how many files the child made (zip members, or 1)."""
 
-    body: bytes
+    body: Body
     media_type: str
     filename: str | None
     report: dict
     files: int
+
+    def close(self) -> None:
+        self.body.close()
+
+    def __enter__(self) -> "Answer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def sandbox_limits(settings: Settings) -> Limits:
@@ -54,75 +102,57 @@ def job_params(op: Operation, validated: dict, settings: Settings) -> dict:
     return {"operation": op.name, "params": validated, "max_pages": settings.max_pages}
 
 
-def interpret(op: Operation, result: Result) -> Answer:
-    """The Answer for an ok Result, else raise the HttpProblem it means.
+def manifest_limit(max_pages: int) -> int:
+    """Largest manifest accepted from a child (bytes), for jobs under `max_pages`."""
+    return _MANIFEST_BASE_BYTES + _MANIFEST_BYTES_PER_PAGE * max_pages
+
+
+def interpret(op: Operation, result: Result, *, max_pages: int) -> Answer:
+    """The Answer for an ok Result (it then owns the Result: close the Answer when sent),
+    else close the Result and raise the HttpProblem it means.
 
     Raises BadManifest when a child answered ok with outputs that do not fit.
     """
-    if result.status != "ok":
-        raise for_sandbox_status(result.status)
-    manifest, files = _manifest(result.outputs)
-    if "problem" in manifest:
-        raise for_child_code(manifest.get("problem"), manifest.get("detail"))
-    entries = manifest.get("files")
-    report = manifest.get("report", {})
-    if not isinstance(entries, list) or len(entries) != len(files) or not isinstance(report, dict):
-        raise BadManifest("the manifest's file list does not match the outputs")
-    names, types = [], []
-    for entry in entries:
-        if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)
-                and isinstance(entry.get("media_type"), str)):
-            raise BadManifest("a manifest file entry is not {name, media_type}")
-        names.append(_safe_filename(entry["name"]))
-        types.append(entry["media_type"])
-    if op.output == "json":
-        body = files[0] if files else json.dumps(report, ensure_ascii=True).encode()
-        return Answer(body, "application/json", None, report, len(files))
-    if not files and op.output != "archive":  # an archive may be empty (no images found)
-        raise BadManifest("an operation answering a document produced none")
-    if op.output == "archive" or len(files) > 1:
-        return Answer(_zip(names, files), "application/zip", f"{op.name}.zip", report,
-                      len(files))
-    media_type = types[0] if types[0] in ("application/pdf", "application/zip") \
-        else "application/octet-stream"
-    return Answer(files[0], media_type, names[0], report, 1)
+    try:
+        if result.status != "ok":
+            raise for_sandbox_status(result.status)
+        manifest = _manifest(result, manifest_limit(max_pages))
+        if "problem" in manifest:
+            raise for_child_code(manifest.get("problem"), manifest.get("detail"))
+        return _answer(op, manifest, result)
+    except BaseException:
+        result.close()
+        raise
 
 
-def _manifest(outputs: list[bytes]) -> tuple[dict, list[bytes]]:
-    if not outputs or len(outputs[0]) > _MAX_MANIFEST_BYTES:
-        raise BadManifest("no manifest, or one that is too large")
+def _manifest(result: Result, limit: int) -> dict:
+    outputs = result.outputs
+    if not 1 <= len(outputs) <= 2 or outputs.span(0)[1] > limit:
+        raise BadManifest("not one manifest and at most one body, or a manifest too large")
     try:
         manifest = json.loads(outputs[0])
-    except ValueError:
-        raise BadManifest("the manifest is not JSON") from None
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise BadManifest("the manifest is not JSON (or nested too deep)") from None
     if not isinstance(manifest, dict):
         raise BadManifest("the manifest is not a JSON object")
-    return manifest, list(outputs[1:])
+    return manifest
 
 
-def _safe_filename(name: str) -> str:
-    """A download name from the child's manifest (the child's own naming, e.g. part-1.pdf):
-    ASCII letters, digits, dot, dash and underscore only; never a path."""
-    cleaned = _SAFE_NAME.sub("_", name.rsplit("/", 1)[-1]).strip("._")[:100]
-    return cleaned or "result"
-
-
-def _zip(names: list[str], files: list[bytes]) -> bytes:
-    """A zip built in memory (never a temporary file); duplicate names get a suffix."""
-    buffer = io.BytesIO()
-    seen: set[str] = set()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        for name, data in zip(names, files):
-            unique, n = name, 1
-            while unique in seen:
-                n += 1
-                stem, dot, ext = name.rpartition(".")
-                unique = f"{stem}-{n}.{ext}" if dot else f"{name}-{n}"
-            seen.add(unique)
-            info = zipfile.ZipInfo(unique, date_time=_ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data, compresslevel=1)
-    return buffer.getvalue()
+def _answer(op: Operation, manifest: dict, result: Result) -> Answer:
+    media_type, filename = manifest.get("media_type"), manifest.get("filename")
+    report, files = manifest.get("report"), manifest.get("files")
+    if set(manifest) != _MANIFEST_KEYS or len(result.outputs) != 2:
+        raise BadManifest("the manifest does not have exactly its four keys and a body")
+    if media_type not in OUTPUT_MEDIA_TYPES[op.output]:
+        raise BadManifest(f"media type not declared by {op.name}")
+    if op.output == "json":
+        if filename is not None:
+            raise BadManifest("a JSON answer with a download name")
+    elif not (isinstance(filename, str) and _FILENAME.fullmatch(filename)):
+        raise BadManifest("a download name that is not one of ours")
+    if not isinstance(report, dict) or type(files) is not int or files < 0:
+        raise BadManifest("the report is not an object, or the file count not a count")
+    return Answer(Body(result, 1), media_type, filename, report, files)
 
 
 def report_header(report: dict, limit: int = 4096) -> str | None:

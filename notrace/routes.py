@@ -17,7 +17,7 @@ from notrace.middleware import LOG, REQUEST_ID
 from notrace.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from notrace.operations import OPERATIONS, ParamError
 from notrace.problems import TYPES, HttpProblem
-from notrace.responses import answer_response, json_response
+from notrace.responses import json_response, stream_answer
 from notrace.uploads import read_upload
 
 __all__ = ["add_routes"]
@@ -77,7 +77,7 @@ async def problem_doc(request: web.Request) -> web.Response:
                         headers={"Content-Security-Policy": PAGE_CSP})
 
 
-async def run_operation(request: web.Request) -> web.Response:
+async def run_operation(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/{operation}: stream the upload in, run the job, answer its result."""
     fields = request[LOG]
     op = OPERATIONS.get(request.match_info["operation"])
@@ -118,14 +118,19 @@ async def run_operation(request: web.Request) -> web.Response:
         if _ERROR_CLASS.fullmatch(error_class):
             fields["error_type"] = error_class
     try:
-        answer = interpret(op, result)
+        answer = interpret(op, result, max_pages=settings.max_pages)
     except BadManifest as exc:
+        # The child's bytes do not fit the contract: that child went wrong (a bug of
+        # ours, or attacker code in it), so the job crashed; never a 500 for child bytes.
         fields["possible_bug"] = True
         logger.error("bad manifest from child: %s", exc,
                      extra={"fields": {"request_id": request[REQUEST_ID]}})
-        raise HttpProblem("internal-error") from None
-    fields["output_bytes"] = len(answer.body)
-    return answer_response(answer)
+        raise HttpProblem("processing-crashed") from None
+    fields["output_bytes"] = answer.body.size
+    response, complete = await stream_answer(request, answer)
+    if not complete:
+        fields["client_gone"] = True
+    return response
 
 
 def add_routes(app: web.Application) -> None:

@@ -24,6 +24,11 @@ OUR_BUGS = (ImportError, NameError, PermissionError, FileNotFoundError)
 PDF = "application/pdf"
 JSON = "application/json"
 
+#: Leading bytes of formats that are clearly not a PDF: PNG, JPEG, GIF, ZIP.
+OTHER_FORMATS = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"PK\x03\x04")
+#: Where a PDF's `%PDF-` header is looked for (readers accept it within 1024 bytes).
+SNIFF_BYTES = 1024
+
 #: Decoders' memory caps (bytes), process-wide in qpdf. Lower than the sandbox's memory
 #: limit so that a decompression bomb usually ends as a clean "malformed" (qpdf refuses
 #: the stream) instead of a memory kill; the sandbox limit stays the real backstop.
@@ -67,9 +72,18 @@ class Output:
 
 def open_pdf(data: memoryview, *, password: str | None, max_pages: int,
              which: int | None = None) -> pikepdf.Pdf:
-    """Open one input; refuse it when encrypted without the right password or over the
-    page limit. `which` (1-based) names the input in multi-input operations."""
+    """Open one input; refuse it when encrypted without the right password, over the
+    page limit, or with no page. `which` (1-based) names the input in multi-input
+    operations.
+
+    The parser decides what is a PDF (the server does not sniff): whatever qpdf recovers
+    pages from is processed, wherever its header is. "not_a_pdf" is for bodies that are
+    clearly another format, and for bodies without a `%PDF-` header in their first
+    SNIFF_BYTES that qpdf finds no page in; with that header, a failure is "malformed"
+    (a damaged PDF)."""
     label = f"input {which}" if which is not None else "the document"
+    if bytes(data[:8]).startswith(OTHER_FORMATS):
+        raise Problem("not_a_pdf", f"{label} is another kind of file, not a PDF")
     try:
         pdf = pikepdf.open(io.BytesIO(data), password=password or "")
     except pikepdf.PasswordError:
@@ -79,11 +93,22 @@ def open_pdf(data: memoryview, *, password: str | None, max_pages: int,
     except (MemoryError, *OUR_BUGS):
         raise
     except Exception as exc:  # parsing failed: say which input, keep the library text out
+        if not _has_header(data):
+            raise Problem("not_a_pdf", f"nothing of a PDF was found in {label}") from None
         if which is None:
             raise
         raise Problem("malformed", f"{label} cannot be read as a PDF") from exc
-    check_page_count(len(pdf.pages), max_pages, label)
+    count = len(pdf.pages)
+    if count == 0:
+        if not _has_header(data):
+            raise Problem("not_a_pdf", f"nothing of a PDF was found in {label}")
+        raise Problem("malformed", f"{label} has no page")
+    check_page_count(count, max_pages, label)
     return pdf
+
+
+def _has_header(data: memoryview) -> bool:
+    return b"%PDF-" in bytes(data[:SNIFF_BYTES])
 
 
 def check_page_count(count: int, max_pages: int, label: str = "the document") -> None:
@@ -96,6 +121,11 @@ def save_pdf(pdf: pikepdf.Pdf, **options: Any) -> bytes:
     the content (no clock, no randomness), qpdf's own normalisation."""
     options.setdefault("encryption", False)
     options.setdefault("deterministic_id", not options.get("encryption"))
+    # qpdf writes the trailer's /Size (its own, correct value) only when the trailer has
+    # one: an input repaired on reading may have none, and an xref stream without /Size
+    # is a PDF nobody can open (pikepdf__cyclic-toc.pdf through compress).
+    if "/Size" not in pdf.trailer:
+        pdf.trailer.Size = 0
     out = io.BytesIO()
     pdf.save(out, **options)
     return out.getvalue()

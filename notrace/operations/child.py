@@ -8,11 +8,11 @@ and text extraction in-process to prime the rest (caches, first-use imports we m
 tests/operations/test_confinement.py runs every operation with imports and file opens
 forbidden after this module is imported, which is how the list below is kept complete.
 
-Contract: `run` never raises for a document problem. It returns
-`[manifest_json, *files]` where the manifest is
-    {"files": [{"name": ..., "media_type": ...}, ...], "output": ..., "report": {...}}
-or, with no files, {"problem": CODE, "detail": TEXT} (CODE from problems.PROBLEMS, TEXT our
-own words). Library warnings and log records are silenced (they quote document
+Contract: `run` never raises for a document problem. It returns `[manifest_json, body]`
+where body is the FINAL answer (one PDF, a zip of the parts, JSON: see body.py) and the
+manifest is {"media_type": ..., "filename": ..., "report": {...}, "files": N}; or just
+`[manifest_json]` with {"problem": CODE, "detail": TEXT} (CODE from problems.PROBLEMS,
+TEXT our own words). Every PDF answered has been reopened (body.check_pdfs). Library warnings and log records are silenced (they quote document
 content). MemoryError is re-raised (the sandbox classifies the job as "memory"), and so
 are exceptions that mean a bug of ours rather than a bad document (see _common.OUR_BUGS).
 """
@@ -48,6 +48,7 @@ import pypdf
 from notrace.operations import (active, flatten, images, metadata, optimize,  # noqa: F401
                                 pagework, reading, sanitize, security, stamp)
 from notrace.operations._common import OUR_BUGS, Output, configure_libraries
+from notrace.operations.body import check_pdfs, final_answer
 from notrace.operations.pages import PageRangeError, SelectionTooLarge
 from notrace.operations.problems import Problem
 from notrace.operations.registry import OPERATIONS
@@ -110,7 +111,7 @@ def _problem(code: str, detail: str, cause: BaseException | None = None) -> list
     return [_manifest(value)]
 
 
-def run(inputs: list[memoryview], params: dict) -> list[bytes]:
+def run(inputs: list[memoryview], params: dict) -> list[bytes | memoryview]:
     """Run one operation on validated params (Operation.validate's output). Child side."""
     name = params["operation"]
     function = FUNCTIONS[name]  # KeyError: the server sent an unknown name, our bug
@@ -120,6 +121,7 @@ def run(inputs: list[memoryview], params: dict) -> list[bytes]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             output: Output = function(inputs, params["params"], max_pages=params["max_pages"])
+            check_pdfs(output, params["params"].get("password"))
     except MemoryError:
         raise
     except Problem as problem:
@@ -134,11 +136,9 @@ def run(inputs: list[memoryview], params: dict) -> list[bytes]:
         raise
     except Exception as exc:  # noqa: BLE001  library errors on hostile input (see module doc)
         return _problem("malformed", MALFORMED_DETAIL, exc)
-    manifest = {"output": OPERATIONS[name].output,
-                "files": [{"name": f.name, "media_type": f.media_type} for f in output.files]}
-    if output.report is not None:
-        manifest["report"] = output.report
-    return [_manifest(manifest), *(f.data for f in output.files)]
+    # Our own code from here on: an exception is a bug (the job ends as "error").
+    manifest, body = final_answer(OPERATIONS[name], output)
+    return [_manifest(manifest), body]
 
 
 def _sample_pdf(pages: int) -> bytes:

@@ -28,6 +28,7 @@ class ProblemKind:
 
 PROBLEMS: dict[str, ProblemKind] = {k.code: k for k in (
     ProblemKind("malformed", 422, "The document cannot be read or processed"),
+    ProblemKind("not_a_pdf", 415, "The file is not a PDF"),
     ProblemKind("password_required", 422, "The document is encrypted: give its password"),
     ProblemKind("password_wrong", 422, "The password does not open the document"),
     ProblemKind("not_encrypted", 422, "The document is not encrypted"),

@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping
 
 from sandbox.limits import Limits
 
-__all__ = ["REQUIRED", "KINDS", "OUTPUTS", "INTEGER_RE", "NUMBER_RE", "ParamError", "Param",
-           "Inputs", "Operation", "quote"]
+__all__ = ["REQUIRED", "KINDS", "OUTPUTS", "OUTPUT_MEDIA_TYPES", "SAFE_FILENAME", "INTEGER_RE",
+           "NUMBER_RE", "ParamError", "Param", "Inputs", "Operation", "quote"]
 
 
 class _Required:
@@ -42,7 +42,18 @@ class _Required:
 REQUIRED: Any = _Required()
 
 KINDS = ("string", "integer", "number", "boolean", "enum", "pages", "ranges", "password")
-OUTPUTS = ("pdf", "archive", "json", "pdf_or_archive")
+#: Output kind -> the media types a child may answer for it ("pdf_or_archive": split
+#: answers one PDF, or a zip of them). The server refuses any other (jobs.BadManifest).
+OUTPUT_MEDIA_TYPES = {
+    "pdf": ("application/pdf",),
+    "archive": ("application/zip",),
+    "json": ("application/json",),
+    "pdf_or_archive": ("application/pdf", "application/zip"),
+}
+OUTPUTS = tuple(OUTPUT_MEDIA_TYPES)
+#: A name the child gives a result or a zip member (part-3.pdf, page-2-image-1.png): our
+#: own, never a user's; the server refuses a manifest whose download name is not one.
+SAFE_FILENAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 
 # Text forms accepted; the same patterns go into the JSON Schema so both agree.
 INTEGER_RE = r"[+-]?[0-9]{1,15}"

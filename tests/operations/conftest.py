@@ -1,9 +1,11 @@
 """Shared fixtures of the operation tests (in-process: run() is called directly)."""
 from __future__ import annotations
 
+import io
 import json
 import pathlib
 import sys
+import zipfile
 
 import pytest
 
@@ -15,17 +17,29 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 
 
 class Answer:
-    """What run() returned, decoded: manifest, files, problem (or None)."""
+    """What run() returned, decoded: manifest, body, problem (or None); for a zip body,
+    `names` and `files` are its members in order, else the one file and its name."""
 
-    def __init__(self, raw: list[bytes]) -> None:
+    def __init__(self, raw: list) -> None:
         assert raw and isinstance(raw[0], bytes)
         self.manifest = json.loads(raw[0])
-        self.files = raw[1:]
         self.problem = self.manifest.get("problem")
-        if self.problem is None:
-            assert len(self.manifest["files"]) == len(self.files)
+        if self.problem is not None:
+            assert len(raw) == 1 and set(self.manifest) <= {"problem", "detail", "cause"}
+            self.body, self.names, self.files = None, [], []
+            return
+        assert len(raw) == 2 and set(self.manifest) == {"media_type", "filename", "report",
+                                                         "files"}
+        self.body = bytes(raw[1])
+        if self.manifest["media_type"] == "application/zip":
+            with zipfile.ZipFile(io.BytesIO(self.body)) as zf:
+                self.names = zf.namelist()
+                self.files = [zf.read(name) for name in self.names]
+        elif self.manifest["media_type"] == "application/json":
+            self.names, self.files = [], [self.body]
         else:
-            assert self.files == [] and set(self.manifest) <= {"problem", "detail", "cause"}
+            self.names, self.files = [self.manifest["filename"]], [self.body]
+        assert len(self.files) == self.manifest["files"] or not self.manifest["files"]
 
     @property
     def file(self) -> bytes:

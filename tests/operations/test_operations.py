@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pikepdf
 import pypdf
 import pytest
 
 from tests import pdfs
+from tests.operations.conftest import CORPUS
 from tests.pdfs import MARKERS, make_pdf, page_texts
 
 
@@ -35,7 +37,7 @@ C = make_pdf(1, marker="C")
 
 def test_merge_keeps_input_order(call):
     answer = call("merge", [B, A, C])
-    assert answer.manifest["files"] == [{"name": "document.pdf", "media_type": "application/pdf"}]
+    assert (answer.manifest["media_type"], answer.names) == ("application/pdf", ["document.pdf"])
     assert reopen(answer.file)[1] == ["B page 1", "B page 2", "A page 1", "A page 2",
                                       "A page 3", "C page 1"]
 
@@ -55,7 +57,7 @@ def test_merge_names_the_bad_input(call):
 def test_split_by_ranges_and_every(call):
     doc = make_pdf(7)
     answer = call("split", [doc], ranges="1-3,4-6,-1")
-    assert [f["name"] for f in answer.manifest["files"]] == ["part-1.pdf", "part-2.pdf", "part-3.pdf"]
+    assert answer.names == ["part-1.pdf", "part-2.pdf", "part-3.pdf"]
     assert [reopen(f)[1] for f in answer.files] == [
         ["page 1", "page 2", "page 3"], ["page 4", "page 5", "page 6"], ["page 7"]]
     answer = call("split", [doc], every=3)
@@ -176,6 +178,41 @@ def test_compress_is_lossless_and_downsamples_on_request(call):
     text_doc = call("compress", [make_pdf(20)])
     assert reopen(text_doc.file)[1] == [f"page {n}" for n in range(1, 21)]
     assert len(text_doc.file) < len(make_pdf(20))
+
+
+def _without_trailer_size(data: bytes) -> bytes:
+    """A classic-xref PDF whose trailer lacks /Size (qpdf repairs it on reading)."""
+    out = io.BytesIO()
+    pdfs.open_any(data).save(out, object_stream_mode=pikepdf.ObjectStreamMode.disable)
+    head, trailer = out.getvalue().rsplit(b"trailer", 1)
+    stripped = re.sub(rb"/Size \d+", b"", trailer)
+    assert stripped != trailer
+    return head + b"trailer" + stripped
+
+
+def test_compress_of_a_trailer_without_size_reopens(call):
+    """Saving with generated object streams wrote an xref stream without /Size when the
+    input trailer had none: a 200 that neither pikepdf nor pypdf could open."""
+    answer = call("compress", [_without_trailer_size(A)])
+    assert reopen(answer.file)[1] == ["A page 1", "A page 2", "A page 3"]
+
+
+def test_compress_of_cyclic_toc_reopens(call):
+    path = CORPUS / "pikepdf__cyclic-toc.pdf"  # read where it is, never copied here
+    if not path.exists():
+        pytest.skip(f"no corpus at {CORPUS}")
+    assert len(reopen(call("compress", [path.read_bytes()]).file)[0].pages) == 1
+
+
+def test_an_answer_that_does_not_reopen_is_malformed(call, monkeypatch):
+    """The child's last check: a PDF nobody can open is never answered."""
+    from notrace.operations import child
+    from notrace.operations._common import pdf_output
+    monkeypatch.setitem(child.FUNCTIONS, "repair",
+                        lambda inputs, params, *, max_pages: pdf_output(A[:200]))
+    answer = call("repair", [A])
+    assert (answer.problem, answer.manifest["detail"]) == (
+        "malformed", "the result could not be written as a readable PDF")
 
 
 def test_linearize_and_repair(call):
@@ -358,12 +395,12 @@ def test_images_and_from_images(call):
     assert jpeg.read_raw_bytes() == inputs[1]  # embedded as is
     assert "/SMask" in next(iter(pdf.pages[2].get_images().values()))
     out = call("images", [made.file])
-    assert [f["name"] for f in out.manifest["files"]] == [
+    assert out.names == [
         "page-1-image-1.png", "page-2-image-1.jpg", "page-3-image-1.png", "page-4-image-1.png"]
     assert out.files[1] == inputs[1]
     assert all(f.startswith(b"\x89PNG") for i, f in enumerate(out.files) if i != 1)
-    assert call("images", [made.file], pages="2").manifest["files"][0]["name"] == \
-        "page-2-image-1.jpg"
+    assert call("images", [made.file], pages="2").names == \
+        ["page-2-image-1.jpg"]
     a4 = call("from-images", [inputs[0]], page_size="a4")
     a4_pdf = pdfs.open_any(a4.file)
     assert [round(float(v)) for v in a4_pdf.pages[0].mediabox] == [0, 0, 842, 595]
@@ -389,15 +426,47 @@ def test_page_limit_applies_to_every_reader(call):
         assert answer.manifest["detail"] == "the document has 3 pages; the limit is 2"
 
 
-@pytest.mark.parametrize("data", [b"", b"%PDF-1.7\n", b"not a pdf at all", b"%PDF-1.4\n1 0 obj"
-                                  b" << /Type /Catalog /Pages 2 0 R >> endobj trailer << /Root"
-                                  b" 1 0 R >> %%EOF"])
-def test_garbage_is_malformed_not_a_crash(call, data):
+def _pdf_without_pages() -> bytes:
+    out = io.BytesIO()
+    pikepdf.new().save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("data, detail", [
+    (b"%PDF-1.7\n", "the document is damaged or uses something this service cannot process"),
+    (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj trailer << /Root 1 0 R >>"
+     b" %%EOF", "the document is damaged or uses something this service cannot process"),
+    (_pdf_without_pages(), "the document has no page")])
+def test_garbage_with_a_header_is_malformed_not_a_crash(call, data, detail):
     for op in ("info", "repair", "text", "sanitize"):
         answer = call(op, [data])
-        assert answer.problem == "malformed", op
-        assert answer.manifest["detail"] == \
-            "the document is damaged or uses something this service cannot process"
+        assert (answer.problem, answer.manifest["detail"]) == ("malformed", detail), op
+
+
+@pytest.mark.parametrize("data, detail", [
+    (b"", "nothing of a PDF was found in the document"),
+    (b"not a pdf at all\n" * 100, "nothing of a PDF was found in the document"),
+    (b"1 0 obj << /Type /Catalog >> endobj trailer << /Root 1 0 R >> %%EOF",
+     "nothing of a PDF was found in the document"),
+    (pdfs.make_image_png(4, 4), "the document is another kind of file, not a PDF"),
+    (pdfs.make_image_jpeg(4, 4), "the document is another kind of file, not a PDF"),
+    (b"PK\x03\x04" + A, "the document is another kind of file, not a PDF")])
+def test_a_body_without_anything_of_a_pdf_is_not_a_pdf(call, data, detail):
+    for op in ("info", "repair", "sanitize"):
+        answer = call(op, [data])
+        assert (answer.problem, answer.manifest["detail"]) == ("not_a_pdf", detail), op
+    answer = call("merge", [A, data])
+    assert answer.problem == "not_a_pdf" and "input 2" in answer.manifest["detail"]
+
+
+@pytest.mark.parametrize("data", [A[A.index(b"\n") + 1:], b"x" * 3000 + A,
+                                  b"junk before\n" * 200 + A.replace(b"%PDF-", b"%XXX-", 1)],
+                         ids=["no-header", "header-after-3000-bytes", "junk-and-no-header"])
+def test_a_pdf_qpdf_recovers_is_processed(call, data):
+    """No `%PDF-` in the first 1024 bytes, but qpdf finds the pages: processed."""
+    assert bytes(data[:1024]).find(b"%PDF-") == -1
+    assert call("info", [data]).json()["pages"] == 3
+    assert reopen(call("repair", [data]).file)[1] == ["A page 1", "A page 2", "A page 3"]
 
 
 def test_unparseable_xmp_is_replaced_or_dropped(call):

@@ -10,7 +10,10 @@ raised, so one run lists them all. RLIMIT_AS bounds memory.
 Output: one JSON line per job: {"file", "op", "outcome"} where outcome is "ok", a
 problem code, "memory" (MemoryError re-raised, as the sandbox expects) or
 "raised:<ExceptionType>" (a failure of the contract); then a final
-{"violations": [...]} line.
+{"violations": [...]} line. With "reopen" in the config, every PDF of an "ok" answer (each
+PDF inside a zip too) is reopened with pikepdf AND pypdf, which must see the same pages
+(outside the confinement: that is the client's side); a failure is the outcome
+"unreadable:<library>:<member>".
 """
 from __future__ import annotations
 
@@ -24,6 +27,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 
+#: False while the worker checks answers as a client would (not the child's doing).
+_CONFINED = [True]
+
+
 class _ImportGuard(importlib.abc.MetaPathFinder):
     """Records imports of modules that exist but were not loaded before confinement."""
 
@@ -31,6 +38,8 @@ class _ImportGuard(importlib.abc.MetaPathFinder):
         self.violations = violations
 
     def find_spec(self, name, path, target=None):
+        if not _CONFINED[0]:
+            return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
@@ -39,6 +48,40 @@ class _ImportGuard(importlib.abc.MetaPathFinder):
                 self.violations.append(f"import {name}")
                 raise ImportError(f"confined: import of {name}")
         return None  # does not exist: the ordinary ModuleNotFoundError follows
+
+
+def _reopen(media_type: str, body, password: str | None) -> str:
+    """"ok" when every PDF of the answer opens with pikepdf and pypdf, with the same
+    number of pages (at least one), else "unreadable:<library>:<member>"."""
+    import io
+    import zipfile
+
+    import pikepdf
+    import pypdf
+
+    if media_type == "application/zip":
+        with zipfile.ZipFile(io.BytesIO(body)) as zf:
+            parts = [(name, zf.read(name)) for name in zf.namelist()]
+    else:
+        parts = [("body", bytes(body))]
+    for name, data in parts:
+        if not data.startswith(b"%PDF-"):
+            continue  # an image of `images`, JSON
+        try:
+            with pikepdf.open(io.BytesIO(data), password=password or "") as pdf:
+                pages = len(pdf.pages)
+        except Exception:  # noqa: BLE001  reported, the parent asserts on it
+            return f"unreadable:pikepdf:{name}"
+        try:
+            reader = pypdf.PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                reader.decrypt(password or "")
+            same = len(reader.pages) == pages >= 1
+        except Exception:  # noqa: BLE001
+            return f"unreadable:pypdf:{name}"
+        if not same:
+            return f"unreadable:pages:{name}"
+    return "ok"
 
 
 def main() -> None:
@@ -61,7 +104,7 @@ def main() -> None:
         sys.meta_path.insert(0, _ImportGuard(violations))
 
         def audit(event, args):
-            if event == "open" and args and str(args[0]) != "/dev/urandom":
+            if _CONFINED[0] and event == "open" and args and str(args[0]) != "/dev/urandom":
                 violations.append(f"open {args[0]}")
                 raise PermissionError("confined: open")
         sys.addaudithook(audit)
@@ -74,6 +117,12 @@ def main() -> None:
                           "max_pages": config.get("max_pages", 1000)})
             manifest = json.loads(answer[0])
             outcome = manifest.get("problem", "ok")
+            if outcome == "ok" and config.get("reopen"):
+                _CONFINED[0] = False
+                try:
+                    outcome = _reopen(manifest["media_type"], answer[1], params.get("password"))
+                finally:
+                    _CONFINED[0] = True
         except MemoryError:
             outcome = "memory"
         except BaseException as exc:  # noqa: BLE001  reported, the parent asserts on it
