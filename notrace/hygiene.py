@@ -70,14 +70,11 @@ def _uncached(wrapper):
 
 def forget_requests() -> None:
     """Bound every library cache that would keep request text to zero entries."""
+    candidates = [value for name in _CACHING_MODULES if name in sys.modules
+                  for value in vars(sys.modules[name]).values()]
+    candidates += [getattr(aiohttp.helpers, attr) for attr in _AIOHTTP_CACHED]
     replaced: dict[int, tuple] = {}   # id -> (old, new); old kept alive: ids stay unique
-    for name in _CACHING_MODULES:
-        module = sys.modules.get(name)
-        for attr, value in list(vars(module).items()) if module else ():
-            if isinstance(value, functools._lru_cache_wrapper) and value.cache_info().maxsize:
-                replaced[id(value)] = (value, _uncached(value))
-    for attr in _AIOHTTP_CACHED:
-        value = getattr(aiohttp.helpers, attr)
+    for value in candidates:
         if isinstance(value, functools._lru_cache_wrapper) and value.cache_info().maxsize:
             replaced[id(value)] = (value, _uncached(value))
     # Modules that imported a cached function by name hold their own reference to it.
@@ -94,7 +91,7 @@ def forget_requests() -> None:
 
 
 def apply() -> None:
-    """Everything above, idempotent."""
+    """harden_process() and forget_requests(); idempotent."""
     harden_process()
     forget_requests()
 
