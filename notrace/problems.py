@@ -96,12 +96,12 @@ _TYPES = (
                 "Processing it attempted something the isolation policy forbids."),
     ProblemType("processing-crashed", 422, "The document crashed its processor",
                 "The process handling it died (a library crash on a hostile file)."),
-    ProblemType("busy", 503, "Every worker is busy",
-                "All children are busy and the queue is full, or the uploads in progress "
-                "already use NOTRACE_MAX_INFLIGHT_MB or number NOTRACE_WORKERS + "
-                "NOTRACE_QUEUE (refused before the body is read), or the server ran out of "
-                "file descriptors or memory while reading the upload; retry after "
-                "`Retry-After` seconds."),
+    ProblemType("busy", 503, "The service is busy",
+                "All children are busy and the queue is full; or the uploads in progress "
+                "already use NOTRACE_MAX_INFLIGHT_MB, number NOTRACE_WORKERS + "
+                "NOTRACE_QUEUE or hold as many files as the server may open (refused before "
+                "the body is read); or the server ran out of file descriptors or memory "
+                "while reading the upload. Retry after `Retry-After` seconds."),
     ProblemType("sandbox-restarting", 503, "The sandbox is restarting",
                 "The process that starts the children stopped while the job was waiting "
                 "or running, so the job did not run to its end; not the document's fault. "
