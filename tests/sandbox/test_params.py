@@ -3,7 +3,9 @@ server; run() answers a Result for every job it accepts and leaves no future beh
 from __future__ import annotations
 
 import asyncio
+import os
 
+import psutil
 import pytest
 
 from sandbox import Sandbox
@@ -53,3 +55,35 @@ async def test_no_future_is_left_behind_whatever_happens():
         assert [getattr(r, "status", "cancelled") for r in results] == \
             ["ok", "crashed", "error", "ok", "cancelled"], results
         assert not sb._futures
+
+
+def _holds(pid: int, marker: bytes) -> bool:
+    """Whether the marker is anywhere in the process's readable memory (needs root)."""
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            addresses, perms = line.split()[:2]
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(a, 16) for a in addresses.split("-"))
+            try:
+                mem.seek(start)
+                if marker in mem.read(end - start):
+                    return True
+            except (OSError, ValueError, OverflowError):
+                continue                       # [vvar] and the like
+    return False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading another process's memory needs root")
+async def test_the_fork_server_never_holds_a_jobs_params():
+    marker = "NTRC" + os.urandom(8).hex()        # made here: in no process before this job
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=1, queue=2) as sb:
+        fork_server = psutil.Process(sb.fork_server_pid)
+        spawner = fork_server.children()
+        job = asyncio.create_task(sb.run([], {"do": "sleep", "s": 1, "password": marker}))
+        await asyncio.sleep(0.5)                  # running: the fork server holds the job
+        for process in [fork_server, *spawner]:
+            assert not _holds(process.pid, marker.encode()), process
+        assert (await job).status == "ok"
+        for process in [fork_server, *fork_server.children(recursive=True)]:
+            assert not _holds(process.pid, marker.encode()), process
