@@ -58,8 +58,13 @@ async def test_no_future_is_left_behind_whatever_happens():
 
 
 def _holds(pid: int, marker: bytes) -> bool:
-    """Whether the marker is anywhere in the process's readable memory (needs root)."""
-    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+    """Whether the marker is anywhere in the process's readable memory (needs root).
+    A process that is gone by now (a child that just ended) holds nothing."""
+    try:
+        maps, mem = open(f"/proc/{pid}/maps"), open(f"/proc/{pid}/mem", "rb", 0)
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    with maps, mem:
         for line in maps:
             addresses, perms = line.split()[:2]
             if not perms.startswith("r"):
