@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 
 import pytest
@@ -220,3 +221,40 @@ def test_no_log_line_from_children(pair, caplog):
     with caplog.at_level(logging.WARNING, logger="sandbox"):
         hostile_beside_innocent(pair, [raw(b"garbage")])
     assert not [r for r in caplog.records if r.name == "sandbox"]
+
+
+@pytest.mark.parametrize("message, fds", [
+    ({"type": "job", "id": 9001, "limits": {}}, 1),                     # limits missing
+    ({"type": "job", "id": 9002, "limits": "fast"}, 1),
+    ({"type": "job", "id": 9003, "limits": TEST_LIMITS.to_dict()}, 0),  # no params memfd
+    ({"type": "job", "id": "9004", "limits": TEST_LIMITS.to_dict()}, 1),  # not answerable
+    ({"type": "job", "limits": TEST_LIMITS.to_dict()}, 1),
+    ({"type": "surprise"}, 2),
+    ({"type": "job", "id": 9005, "limits": {**TEST_LIMITS.to_dict(), "wall_s": -1}}, 1),
+])
+def test_a_malformed_job_message_answers_that_job_only(pair, message, fds):
+    """Caller-facing code too: a job message the fork server cannot take is answered
+    "crashed" (when it has an id to answer) and the fork server goes on."""
+    loop, sb = pair
+    pid = sb.fork_server_pid
+
+    async def send():
+        job_id = message.get("id")
+        future = loop.create_future()
+        if isinstance(job_id, int):
+            sb._futures[job_id] = future
+        held = [os.open("/dev/null", os.O_RDONLY) for _ in range(fds)]
+        try:
+            await sb._send(message, held)
+        finally:
+            protocol.close_all(held)
+        if isinstance(job_id, int):
+            return await asyncio.wait_for(future, 5)
+        return None
+
+    answer = loop.run_until_complete(send())
+    if answer is not None:
+        assert answer.status == "crashed" and "refused the job" in answer.reason, answer
+    innocent = loop.run_until_complete(sb.run([b"after"], INNOCENT))
+    assert innocent.outputs == [b"after!"] and sb.fork_server_pid == pid
+    assert not sb._futures
