@@ -29,7 +29,7 @@ FIELDS = frozenset({
     "request_id", "method", "route", "operation", "status", "problem", "duration_ms",
     "upload_bytes", "output_bytes", "files", "job_status", "job_reason", "job_wall_s",
     "job_cpu_s", "job_rss_mb", "client_ip", "host", "port", "workers", "queue", "layers",
-    "ready", "grace_s", "possible_bug", "error_type", "frames",
+    "ready", "grace_s", "possible_bug", "error_type", "frames", "client_gone",
     "exit", "jobs_failed", "restarts", "category", "where",
 })
 #: Loggers whose messages and fields are ours (fixed texts, FIELDS only).

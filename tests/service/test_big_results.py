@@ -27,6 +27,7 @@ from tests.pdfs import make_image_jpeg
 from tests.service.server import ROOT, multipart
 
 PAGES = IMAGES = 1500
+_CLI_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
 
 
 def _save(pdf: pikepdf.Pdf) -> bytes:
@@ -223,6 +224,11 @@ def test_a_client_leaving_mid_answer_leaves_no_memfd(server):
         time.sleep(0.05)
     assert _memfds(pid) == before
     assert server.get("/health").status == 200
+    deadline = time.monotonic() + 5   # the access line follows the memfd's close
+    while not (gone := [r for r in server.log_records() if r.get("client_gone")]):
+        assert time.monotonic() < deadline, "no access line says the client went away"
+        time.sleep(0.05)
+    assert (gone[-1]["operation"], gone[-1]["status"]) == ("split", 200)
 
 
 @pytest.mark.timeout(90)
@@ -232,9 +238,7 @@ def test_notrace_run_writes_a_big_answer_in_chunks(tmp_path):
     source, target = tmp_path / "big.pdf", tmp_path / "parts.zip"
     source.write_bytes(_big_answer_pdf())
     command = subprocess.Popen([sys.executable, "-m", "notrace", "run", "split", "--every",
-                                "1", str(source), "-o", str(target)], cwd=ROOT,
-                               env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                    "PYTHONPATH": str(ROOT)},
+                                "1", str(source), "-o", str(target)], cwd=ROOT, env=_CLI_ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     process, peak = psutil.Process(command.pid), 0
     while command.poll() is None:
@@ -250,3 +254,14 @@ def test_notrace_run_writes_a_big_answer_in_chunks(tmp_path):
         assert zf.namelist() == [f"part-{n}.pdf" for n in range(1, 11)]
     assert peak < 100 << 20, peak >> 20
     print(f"\nnotrace run: 150 MB answer written with a peak RSS of {peak >> 20} MiB")
+
+
+@pytest.mark.timeout(60)
+def test_notrace_run_writes_to_standard_output(tmp_path):
+    source = tmp_path / "three.pdf"
+    source.write_bytes(_many_pages(3))
+    done = subprocess.run([sys.executable, "-m", "notrace", "run", "split", "--every", "1",
+                           str(source), "-o", "-"], cwd=ROOT, capture_output=True, timeout=50,
+                          env=_CLI_ENV)
+    assert done.returncode == 0, done.stderr
+    assert list(_members(done.stdout)) == ["part-1.pdf", "part-2.pdf", "part-3.pdf"]
