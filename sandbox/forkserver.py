@@ -214,7 +214,10 @@ class ForkServer:
             protocol.close_all(fds)
             if output is not None:
                 output.close()
-            if type(job_id) is int:
+            if type(job_id) is int and getattr(exc, "errno", None) in protocol.EXHAUSTED:
+                self.send_result(job_id, "busy", "the fork server is out of descriptors "
+                                 "or memory")
+            elif type(job_id) is int:
                 self.send_result(job_id, "crashed",
                                  f"fork server refused the job: {type(exc).__name__}")
             return
@@ -467,7 +470,7 @@ class ForkServer:
         try:
             dups = [os.dup(fd) for fd in fds]
         except OSError:                               # out of descriptors: this job only
-            message, dups = {"type": "result", "id": job_id, "status": "crashed",
+            message, dups = {"type": "result", "id": job_id, "status": "busy",
                              "reason": "the fork server ran out of descriptors"}, []
         self.outbox.append(message, dups)
         self.flush_outbox()

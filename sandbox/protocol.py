@@ -9,6 +9,7 @@ sandbox.reports; nothing here raises anything else for a peer's bytes.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -21,6 +22,9 @@ MAX_CHILD_MESSAGE_BYTES = 4096
 #: Most descriptors one message may carry: a job's inputs (MAX_JOB_FDS), its params memfd
 #: and its output memfd.
 MAX_FDS = 66
+#: errnos that mean a process is short of descriptors or memory right now: the job it
+#: was handling answers "busy" (retry later), never "crashed" and never a dead peer.
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC})
 
 
 class ProtocolError(Exception):

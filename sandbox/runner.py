@@ -39,8 +39,6 @@ RESULT_GRACE_S = 5.0          # beyond a job's wall limit before we stop trustin
 RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 log = logging.getLogger("sandbox")
-#: Errors that mean this host is short of descriptors or memory right now: "busy".
-_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC}
 
 # The fork server's whole world: its sys.path arrives in argv, the rest over the socket.
 _BOOT = "import sys; sys.path[:0] = {path!r}; from sandbox.forkserver import main; main({fd})"
@@ -452,7 +450,7 @@ def _params_memfd(params: dict) -> MemFile:
 def _unsent(exc: OSError) -> Result:
     """The job could not be handed over: "busy" when this host is short of descriptors
     or memory (try again later), else "crashed"."""
-    if exc.errno in _EXHAUSTED:
+    if exc.errno in protocol.EXHAUSTED:
         return Result("busy", reason="out of resources sending the job "
                                      f"({errno.errorcode[exc.errno]})")
     return Result("crashed", reason=f"the job could not be sent ({type(exc).__name__})")
