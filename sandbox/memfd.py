@@ -87,8 +87,7 @@ class MemFile:
         return mmap.mmap(self.fileno(), self._size, prot=mmap.PROT_READ)
 
     def close(self) -> None:
-        # getattr: __init__ may have failed before _fd was set (memfd_create: EMFILE).
-        if getattr(self, "_fd", -1) >= 0:
+        if self._fd >= 0:                  # the class default -1 when __init__ failed
             os.close(self._fd)
             self._fd = -1
 
