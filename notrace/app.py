@@ -24,6 +24,7 @@ from notrace.openapi import build as build_openapi
 from notrace.operations import OPERATIONS
 from notrace.routes import add_routes
 from notrace.settings import Settings
+from notrace.web import build as build_page
 from sandbox import Sandbox
 
 __all__ = ["make_app", "make_sandbox"]
@@ -69,6 +70,7 @@ def make_app(settings: Settings) -> web.Application:
     spec = build_openapi(OPERATIONS)
     app[keys.OPENAPI] = json.dumps(spec, ensure_ascii=True).encode()
     app[keys.DOCS] = render_docs(spec)
+    app[keys.PAGE] = build_page(OPERATIONS)
     app[keys.CATALOGUE] = json.dumps(
         {"operations": [op.describe() for op in OPERATIONS.values()]},
         ensure_ascii=True).encode()

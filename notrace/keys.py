@@ -9,6 +9,7 @@ from aiohttp import web
 from notrace.admission import Admission
 from notrace.metrics import Metrics
 from notrace.settings import Settings
+from notrace.web import Page
 from sandbox import Sandbox
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,3 +20,5 @@ ADMISSION = web.AppKey("admission", Admission)
 CATALOGUE = web.AppKey("catalogue", bytes)
 OPENAPI = web.AppKey("openapi", bytes)
 DOCS = web.AppKey("docs", str)
+#: The web page at / and its script and stylesheet (notrace.web).
+PAGE = web.AppKey("page", Page)

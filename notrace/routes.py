@@ -19,6 +19,7 @@ from notrace.operations import OPERATIONS, ParamError
 from notrace.problems import TYPES, HttpProblem
 from notrace.responses import json_response, stream_answer
 from notrace.uploads import read_upload
+from notrace.web import ASSET_TYPES, PAGE_CSP as WEB_PAGE_CSP
 
 __all__ = ["add_routes"]
 
@@ -66,6 +67,20 @@ async def docs(request: web.Request) -> web.Response:
     _endpoint(request, "docs")
     return web.Response(text=request.app[keys.DOCS], content_type="text/html",
                         headers={"Content-Security-Policy": PAGE_CSP})
+
+
+async def page(request: web.Request) -> web.Response:
+    """GET /: the web page (built at start-up from the declarations; notrace.web)."""
+    _endpoint(request, "page")
+    return web.Response(text=request.app[keys.PAGE].html, content_type="text/html",
+                        headers={"Content-Security-Policy": WEB_PAGE_CSP})
+
+
+async def page_asset(request: web.Request) -> web.Response:
+    """GET /app.js, /app.css: the page's script and stylesheet, from memory."""
+    _endpoint(request, "page-asset")
+    asset = request.app[keys.PAGE].assets[request.path.lstrip("/")]
+    return web.Response(body=asset.body, headers={"Content-Type": asset.content_type})
 
 
 async def problem_doc(request: web.Request) -> web.Response:
@@ -142,4 +157,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
     app.router.add_get("/problems/{slug}", problem_doc)
+    app.router.add_get("/", page)
+    for name in ASSET_TYPES:
+        app.router.add_get(f"/{name}", page_asset)
 
