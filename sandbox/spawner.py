@@ -10,6 +10,10 @@ reap every child it made, sending the fork server its wait status and resource u
 
 Messages to the fork server: {"type": "spawned", "pid"} with fds [channel, stderr, pidfd];
 {"type": "exited", "pid", "status", "utime", "stime", "maxrss_kb"}.
+
+A fork that fails (EAGAIN: a child took every pid of the container's pids limit with
+threads; ENOMEM; EMFILE) is owed, not fatal: retried every SPAWN_RETRY_S until it works.
+The fork server's count of requested children stays right, and nothing else waits.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from sandbox import protocol
 from sandbox.layers import _sys
 
 EXIT_REAP_S = 5.0             # on shutdown, how long to wait for killed children
+SPAWN_RETRY_S = 0.05          # after a failed fork (out of pids, memory or fds)
 
 
 class Spawner:
@@ -31,6 +36,7 @@ class Spawner:
         self.sock = sock
         self.become_child = become_child
         self.pidfds: dict[int, int] = {}             # pid -> pidfd of each live child
+        self.owed = 0                                # spawns asked for, not yet made
         self.selector = selectors.DefaultSelector()
 
     def run(self) -> None:
@@ -38,11 +44,12 @@ class Spawner:
         self.selector.register(self.sock, selectors.EVENT_READ, None)
         running = True
         while running:
-            for key, _ in self.selector.select():
+            for key, _ in self.selector.select(SPAWN_RETRY_S if self.owed else None):
                 if key.data is None:
                     running = self.on_request()
                 else:
                     self.reap(key.data)
+            self.spawn_owed()
         self.stop()
 
     def on_request(self) -> bool:
@@ -52,13 +59,34 @@ class Spawner:
             return False                             # the fork server is gone
         protocol.close_all(fds)
         if message.get("type") == "spawn":
-            self.spawn()
+            self.owed += 1
         return True
 
+    def spawn_owed(self) -> None:
+        """Make the children owed; a failure (out of pids, memory, fds) waits a retry."""
+        while self.owed:
+            try:
+                self.spawn()
+            except OSError:
+                return
+            self.owed -= 1
+
     def spawn(self) -> None:
+        """Fork one child and hand it over; OSError (nothing left behind) if we cannot."""
         parent_chan, child_chan = protocol.socketpair()
-        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
+        try:
+            stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        except OSError:
+            parent_chan.close()
+            child_chan.close()
+            raise
+        try:
+            pid = os.fork()
+        except OSError:
+            parent_chan.close()
+            child_chan.close()
+            protocol.close_all([stderr_r, stderr_w])
+            raise
         if pid == 0:                                 # the child: never returns
             try:
                 parent_chan.close()
@@ -72,7 +100,14 @@ class Spawner:
             os.setpgid(pid, pid)                     # both sides set it: no race
         except OSError:
             pass
-        pidfd = os.pidfd_open(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:                              # out of fds: this child never starts
+            os.kill(pid, signal.SIGKILL)             # still our unreaped child: no reuse
+            os.waitpid(pid, 0)
+            parent_chan.close()
+            os.close(stderr_r)
+            raise
         self.pidfds[pid] = pidfd
         self.selector.register(pidfd, selectors.EVENT_READ, pid)
         try:

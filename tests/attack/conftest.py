@@ -1,0 +1,80 @@
+"""Shared pieces of the attack tests: a real Sandbox on its own loop running the attack
+entries, and counts of what the trusted processes hold (fds, children, zombies)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import psutil
+import pytest
+
+from sandbox import Limits, Sandbox
+from tests.sandbox.conftest import wait_ready
+
+ENTRY = "tests.attack.entries:dispatch"
+LIMITS = Limits(memory_mb=256, cpu_s=3, wall_s=4, output_mb=8)
+INNOCENT = {"do": "concat", "suffix": "!"}
+
+
+class Loop:
+    """A Sandbox and the event loop it lives on (tests run jobs side by side on it)."""
+
+    def __init__(self, **kwargs) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.sb = Sandbox(ENTRY, **{"limits": LIMITS, "workers": 2, "queue": 8, **kwargs})
+        self.loop.run_until_complete(self.sb.start())
+
+    def run(self, *coroutines):
+        async def together():
+            return await asyncio.gather(*coroutines)
+        return self.loop.run_until_complete(together())
+
+    def job(self, params, inputs=(), limits=None):
+        return self.sb.run(list(inputs), params, limits)
+
+    async def innocent(self, delay_s: float = 0.0):
+        await asyncio.sleep(delay_s)
+        result = await self.sb.run([b"innocent"], INNOCENT)
+        assert result.status == "ok" and result.outputs == [b"innocent!"], result
+        result.close()
+        return result.status
+
+    def settle(self, timeout_s: float = 15.0) -> None:
+        """Until the fork server is ready and its children are just the warm ones: every
+        attacker child killed and reaped."""
+        self.loop.run_until_complete(wait_ready(self.sb))
+        self.loop.run_until_complete(self.sb.run([], {"do": "nothing"}))
+        deadline = time.monotonic() + timeout_s
+        while len(children(self.sb.fork_server_pid)) != self.sb.workers:
+            assert time.monotonic() < deadline, "the fork server kept extra children"
+            self.loop.run_until_complete(asyncio.sleep(0.05))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.sb.close())
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def box():
+    box = Loop()
+    box.settle()
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def children(fork_server_pid: int) -> list[psutil.Process]:
+    """The children of the fork server's spawner (warm, busy or dying)."""
+    procs = psutil.Process(fork_server_pid).children()
+    return [c for p in procs for c in p.children()]
+
+
+def zombies(pid: int) -> list[int]:
+    return [p.pid for p in psutil.Process(pid).children(recursive=True)
+            if p.status() == psutil.STATUS_ZOMBIE]

@@ -1,0 +1,93 @@
+"""Attacker code for the attack tests: what an exploited parser in a child may do.
+
+Imported by the fork server (before any fork). `dispatch` runs params["do"] from here,
+or else from tests.sandbox.entries (speak, forge_trailer, concat, ...), so one Sandbox
+serves every attack (tests.attack.child_entry drives them through a real HTTP server).
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+import time
+
+from tests.sandbox import entries as sandbox_entries
+from tests.sandbox import hostile
+
+
+def thread_flood(inputs, params):
+    """Start threads until the kernel says no (a pids cgroup, RLIMIT_NPROC), hold them
+    for params["hold_s"], then answer normally."""
+    threading.stack_size(64 * 1024)
+    release = threading.Event()
+    started = 0
+    for _ in range(params.get("max", 400)):
+        try:
+            threading.Thread(target=release.wait, daemon=True).start()
+        except RuntimeError:
+            break
+        started += 1
+    time.sleep(params.get("hold_s", 1.0))
+    release.set()
+    return [str(started).encode()]
+
+
+def stderr_flood(inputs, params):
+    """Write params["mb"] MiB to stderr as fast as possible, then answer."""
+    block = b"E" * 65536
+    for _ in range(params["mb"] * 16):
+        os.write(2, block)
+    return [b"flooded"]
+
+
+def report_then(inputs, params):
+    """Report ok with one output, then stay alive doing params["then"]: "hang",
+    "scribble" (rewrite the output memfd in a loop) or "reports" (more reports)."""
+    from sandbox import trailer
+    body = b"first"
+    fd = hostile.output_fd()
+    blob = body + trailer.encode([len(body)])
+    with mmap.mmap(fd, len(blob)) as window:
+        window[:] = blob
+    chan = hostile.channel()
+    report = ('{"type":"report","status":"ok","used":%d}' % len(blob)).encode()
+    chan.send(report)
+    end = time.monotonic() + params.get("for_s", 30)
+    with mmap.mmap(fd, 1 << 20) as window:
+        while time.monotonic() < end:
+            if params["then"] == "scribble":
+                window[:len(body)] = b"XXXXX"
+            elif params["then"] == "reports":
+                try:
+                    chan.send(report)
+                except OSError:
+                    pass
+            time.sleep(0.001)
+    os._exit(0)
+
+
+def sleep_then_report(inputs, params):
+    """Sleep until params["s"] seconds into the job, then answer normally."""
+    time.sleep(params["s"])
+    return [b"late"]
+
+
+def close_channel(inputs, params):
+    """Close the job channel (params["how"] "close") or shut it down ("SHUT_RDWR"),
+    then params["then"]: "return" (the report cannot go) or "hang"."""
+    import socket
+    chan = hostile.channel()
+    if params["how"] == "close":
+        chan.close()
+    else:
+        chan.shutdown(getattr(socket, params["how"]))
+    if params.get("then") == "return":
+        return [b"after close"]
+    time.sleep(60)
+
+
+def dispatch(inputs, params):
+    own = globals().get(params["do"])
+    if callable(own) and params["do"] != "dispatch":
+        return own(inputs, params)
+    return sandbox_entries.dispatch(inputs, params)
