@@ -105,8 +105,8 @@ def _big_answer_pdf(parts: int = 10, image_mb: int = 15) -> bytes:
 
 
 class _SlowReader:
-    """Sends one request on a raw socket, reads the head, then the body `chunk` bytes at a
-    time with a pause after each (a client slower than the server's loop)."""
+    """Sends one request on a raw socket; then read_head(), and read_body() reads the body
+    `chunk` bytes at a time with a pause after each (a client slower than the server)."""
 
     def __init__(self, server, operation: str, files, params: dict) -> None:
         body, content_type = multipart(files, params)
@@ -115,6 +115,9 @@ class _SlowReader:
         self.sock.sendall((f"POST /api/v1/{operation} HTTP/1.1\r\nHost: x\r\n"
                            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
                            "Connection: close\r\n\r\n").encode() + body)
+        self.status, self.headers, self.rest = 0, {}, b""
+
+    def read_head(self) -> "_SlowReader":
         head = b""
         while b"\r\n\r\n" not in head:
             data = self.sock.recv(65536)
@@ -124,18 +127,28 @@ class _SlowReader:
         lines = raw_head.decode("latin-1").split("\r\n")
         self.status = int(lines[0].split()[1])
         self.headers = {k.lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:])}
+        return self
 
     def read_body(self, pause_s: float, chunk: int = 256 * 1024,
-                  limit: int | None = None) -> bytes:
-        body = bytearray(self.rest)
+                  limit: int | None = None) -> bytearray:
+        """The body (or its first `limit` bytes), read into one buffer allocated up front:
+        growing a 150 MB bytearray would hold this process's GIL for tens of ms at a time,
+        delaying the /health probes of the other thread (the test's stall, not the
+        server's)."""
         total = int(self.headers["content-length"])
-        while len(body) < min(total, limit or total):
-            data = self.sock.recv(chunk)
-            if not data:
+        want = min(total, limit or total)
+        body = bytearray(max(want, len(self.rest)))
+        view = memoryview(body)
+        got = len(self.rest)
+        view[:got] = self.rest
+        while got < want:
+            count = self.sock.recv_into(view[got:got + chunk])
+            if not count:
                 break
-            body += data
+            got += count
             time.sleep(pause_s)
-        return bytes(body)
+        view.release()
+        return body if got == len(body) else body[:got]
 
     def close(self) -> None:
         self.sock.close()
@@ -176,11 +189,11 @@ def test_a_150_mb_answer_streams_without_stalling_the_server(server):
             stop.wait(0.05)
     threads = [threading.Thread(target=_probe, args=(server, latencies, stop)),
                threading.Thread(target=sample_rss)]
-    for thread in threads:  # from the request on: the job, the answer, its streaming
+    client = _SlowReader(server, "split", [document], {"every": "1"})
+    for thread in threads:  # once the upload is sent: the job, the answer, its streaming
         thread.start()
-    client = None
     try:
-        client = _SlowReader(server, "split", [document], {"every": "1"})
+        client.read_head()
         assert client.status == 200
         size = int(client.headers["content-length"])
         assert size > 150_000_000
@@ -191,14 +204,17 @@ def test_a_150_mb_answer_streams_without_stalling_the_server(server):
         stop.set()
         for thread in threads:
             thread.join(15)
-        if client is not None:
-            client.close()
+        client.close()
     assert len(body) == size
     assert list(_members(body)) == [f"part-{n}.pdf" for n in range(1, 11)]
     assert streamed_s > 1 and len(latencies) >= 8, (streamed_s, latencies)
-    # Before: the zip was built in the handler (a 149 MB zip: /health stalled 3.2 s, the
-    # server grew from 47 to 458 MB).
-    assert max(latencies) < 0.050, sorted(latencies)
+    # Before: the zip was built in the handler (on main: /health stalled 4 s here; the
+    # issue measured 3.2 s and the server growing from 47 to 458 MB).
+    # Every probe within 50 ms but one at most, and that one within 500 ms: on a shared
+    # 2-core host the kernel deschedules the server now and then for ~100 ms (measured
+    # mid-stream, once in three runs), whatever its loop does.
+    slow = [latency for latency in latencies if latency >= 0.050]
+    assert len(slow) <= 1 and max(latencies) < 0.5, sorted(latencies)
     assert rss_peak[0] - rss_before < 40 << 20, (rss_before >> 20, rss_peak[0] >> 20)
     print(f"\n150 MB answer: streamed in {streamed_s:.1f} s; /health p50 "
           f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms "
@@ -211,7 +227,7 @@ def test_a_client_leaving_mid_answer_leaves_no_memfd(server):
     document = _big_answer_pdf(parts=4, image_mb=8)
     pid = server.process.pid
     before = _memfds(pid)
-    client = _SlowReader(server, "split", [document], {"every": "1"})
+    client = _SlowReader(server, "split", [document], {"every": "1"}).read_head()
     try:
         assert client.status == 200
         assert int(client.headers["content-length"]) > 30_000_000
