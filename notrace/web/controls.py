@@ -4,8 +4,8 @@ Each Param becomes a labelled control whose type, bounds, allowed values and def
 from the declaration itself (notrace.operations.spec), with the declaration's description
 as its help text. The control's `name` is the parameter's name; `data-default` holds the
 default's TEXT form (the same text the JSON Schema gives, Param.json_schema()), so app.js
-sends a parameter only when its value differs from it: an untouched optional parameter
-stays absent, as `one_of` requires. Secrets are password inputs (never autocompleted)
+sends a parameter only when its value differs from it: an untouched parameter stays
+absent and the server applies its own default (and `one_of` counts only what is given). Secrets are password inputs (never autocompleted)
 and go in the multipart body, never in the URL.
 """
 from __future__ import annotations

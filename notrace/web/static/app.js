@@ -97,10 +97,12 @@
       size.textContent = sizeText(file.size);
       const tools = document.createElement("span");
       tools.className = "tools";
-      tools.append(
-        button("↑", "Move " + file.name + " up", "up", index === 0),
-        button("↓", "Move " + file.name + " down", "down", index === files.length - 1),
-        button("✕", "Remove " + file.name, "remove", false));
+      if (maxFiles() > 1) {  // order matters only where several files are taken
+        tools.append(
+          button("↑", "Move " + file.name + " up", "up", index === 0),
+          button("↓", "Move " + file.name + " down", "down", index === files.length - 1));
+      }
+      tools.append(button("✕", "Remove " + file.name, "remove", false));
       item.dataset.index = String(index);
       item.append(name, " ", size, tools);
       list.append(item);
