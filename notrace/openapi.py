@@ -8,18 +8,12 @@ from __future__ import annotations
 import importlib.metadata
 from typing import Iterable
 
-from notrace.operations.spec import Operation
+from notrace.operations.spec import OUTPUT_MEDIA_TYPES, Operation
 from notrace.problems import MEDIA_TYPE as PROBLEM, TYPES
 from notrace.uploads import max_files, secret_header, takes_raw_pdf
 
 __all__ = ["build"]
 
-_OUTPUT_MEDIA_TYPES = {
-    "pdf": ("application/pdf",),
-    "archive": ("application/zip",),
-    "pdf_or_archive": ("application/pdf", "application/zip"),
-    "json": ("application/json",),
-}
 # Statuses an operation request may answer, besides 200.
 _OPERATION_FAILURES = (400, 408, 413, 415, 422, 500, 503)
 _BINARY = {"type": "string", "format": "binary"}
@@ -76,7 +70,7 @@ def _operation(op: Operation) -> dict:
                        "schema": p.json_schema(), "description": p.description}
                       for p in op.params]
     ok_content = {m: {"schema": {"type": "object"} if m == "application/json" else _BINARY}
-                  for m in _OUTPUT_MEDIA_TYPES[op.output]}
+                  for m in OUTPUT_MEDIA_TYPES[op.output]}
     return {
         "operationId": op.name,
         "summary": op.summary,
@@ -128,7 +122,7 @@ def _components() -> dict:
                                           "media_types": {"type": "array",
                                                           "items": {"type": "string"}}}},
                 "params": {"type": "array", "items": param_schema},
-                "output": {"type": "string", "enum": sorted(_OUTPUT_MEDIA_TYPES)},
+                "output": {"type": "string", "enum": sorted(OUTPUT_MEDIA_TYPES)},
             },
         },
         "Layer": {"type": "object", "required": ["name", "available", "detail"],
