@@ -4,7 +4,8 @@ State lives under typed AppKeys (notrace.keys). The Sandbox is the one long-live
 resource, owned by ONE cleanup context: started before the server accepts requests,
 closed after in-flight requests have drained (aiohttp runs cleanup after shutdown).
 Before it, notrace.hygiene hardens the process (no core dumps, not dumpable) and bounds
-the library caches that would keep request data.
+the library caches that would keep request data. Access control (API keys, rate limits,
+CORS) is off unless its settings turn it on; then its middlewares run inside `errors`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from notrace import hygiene, keys
+from notrace import auth, cors, hygiene, keys, ratelimit
 from notrace.admission import Admission
 from notrace.docs import render_docs
 from notrace.jobs import ENTRY, sandbox_limits
@@ -58,9 +59,25 @@ async def _sandbox_ctx(app: web.Application) -> AsyncIterator[None]:
         logger.info("sandbox closed")
 
 
+def _access_control(settings: Settings) -> list:
+    """The middlewares inside `errors` (their problems become answers), in order: CORS
+    preflights (they carry no key), the API key, the rate limits (they need the key's
+    name). All run before a handler reads a byte of the body."""
+    keyring = auth.read_keys_file(settings.api_keys_file) if settings.api_keys_file else None
+    limiter = ratelimit.Limiter(per_min=settings.rate_per_min, burst=settings.rate_burst,
+                                max_jobs=settings.max_jobs_per_key,
+                                retry_after_s=settings.retry_after_s)
+    chain = [cors.preflight(settings.cors_origins)] if settings.cors_origins else []
+    if keyring is not None:
+        chain.append(auth.middleware(keyring, protect_monitoring=settings.protect_monitoring))
+    if limiter.enabled:
+        chain.append(ratelimit.middleware(limiter, settings.trusted_proxies))
+    return chain
+
+
 def make_app(settings: Settings) -> web.Application:
     """A ready-to-run application for these settings."""
-    app = web.Application(middlewares=[access, errors],
+    app = web.Application(middlewares=[access, errors, *_access_control(settings)],
                           # Only request.read()/post() use this; we stream, but keep the
                           # same bound in case anything ever reads a body whole.
                           client_max_size=settings.max_upload_mb << 20)
@@ -75,6 +92,8 @@ def make_app(settings: Settings) -> web.Application:
         {"operations": [op.describe() for op in OPERATIONS.values()]},
         ensure_ascii=True).encode()
     app.on_response_prepare.append(security_headers)
+    if settings.cors_origins:
+        app.on_response_prepare.append(cors.add_headers(settings.cors_origins))
     app.cleanup_ctx.append(_hygiene_ctx)
     app.cleanup_ctx.append(_sandbox_ctx)
     add_routes(app)

@@ -17,7 +17,7 @@ import sys
 
 from aiohttp import web
 
-from notrace import hygiene, settings as settings_mod
+from notrace import auth, hygiene, settings as settings_mod
 from notrace.admission import raise_nofile_limit
 from notrace.app import make_app, make_sandbox
 from notrace.jobs import Answer, BadManifest, interpret, job_params
@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parsers(run, settings_parent)
     commands.add_parser("check", parents=[settings_parent],
                         help="Show the isolation layers and run the sandbox self-test.")
+    keys_cmd = commands.add_parser("keys", help="Make API keys (NOTRACE_API_KEYS_FILE).")
+    keys_sub = keys_cmd.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND",
+                                       required=True)
+    new = keys_sub.add_parser("new", help="Print a fresh key, once, and its keys-file line.")
+    new.add_argument("name", metavar="NAME",
+                     help="The key's name, as logs and rate limits will show it.")
     return parser
 
 
@@ -195,6 +201,22 @@ def _fail(problem: HttpProblem) -> int:
     return EXIT_DOCUMENT
 
 
+# --- keys ----------------------------------------------------------------------------
+
+def new_key(name: str) -> int:
+    """Print a fresh API key (stdout, shown this once: only its hash is kept) and the
+    line that makes the server accept it."""
+    try:
+        key, line = auth.new_key(name)
+    except ValueError as exc:
+        print(f"notrace: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"API key for {name} (shown this once; give it to its user):\n  {key}\n"
+          f"Add this line to the NOTRACE_API_KEYS_FILE file, then restart the server:\n"
+          f"  {line}")
+    return EXIT_OK
+
+
 # --- check ---------------------------------------------------------------------------
 
 def check() -> int:
@@ -206,6 +228,8 @@ def check() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "keys":   # needs no settings: the keys file may not exist yet
+        return new_key(args.name)
     try:
         settings = settings_mod.load(overrides=vars(args))
     except settings_mod.SettingsError as exc:

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from notrace import keys
+from notrace.clients import client_address
 from notrace.logs import logger
 from notrace.problems import HttpProblem
 from notrace.responses import problem_response
@@ -59,7 +60,7 @@ async def access(request: web.Request, handler) -> web.StreamResponse:
     request[LOG] = fields
     settings = request.app[keys.SETTINGS]
     if settings.log_client_ip:
-        fields["client_ip"] = request.remote
+        fields["client_ip"] = client_address(request, settings.trusted_proxies)
     started = time.monotonic()
     status = 500
     try:

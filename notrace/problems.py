@@ -48,6 +48,12 @@ _TYPES = (
                 "`file` (see GET /api/v1/operations)."),
     ProblemType("page-out-of-range", 400, "A page selection names a page the document lacks",
                 "A page or range parameter refers to pages beyond the end of the document."),
+    ProblemType("unauthorized", 401, "An API key is needed",
+                "The service is run with NOTRACE_API_KEYS_FILE and the request presented no "
+                "key, or one it does not know. Send `Authorization: Bearer KEY` (or "
+                "`X-API-Key: KEY`); the operator makes keys with `notrace keys new NAME`. "
+                "`WWW-Authenticate: Bearer` says so too. /health, the page, /docs, "
+                "/openapi.json and /problems/* never need one."),
     ProblemType("not-found", 404, "No such resource",
                 "The path names no endpoint of this service."),
     ProblemType("unknown-operation", 404, "No such operation",
@@ -96,6 +102,11 @@ _TYPES = (
                 "Processing it attempted something the isolation policy forbids."),
     ProblemType("processing-crashed", 422, "The document crashed its processor",
                 "The process handling it died (a library crash on a hostile file)."),
+    ProblemType("rate-limited", 429, "Too many requests",
+                "This client (its API key, or its address when keys are off) sent more "
+                "operation requests than NOTRACE_RATE_PER_MIN allows (with a burst of "
+                "NOTRACE_RATE_BURST), or already has NOTRACE_MAX_JOBS_PER_KEY of them in "
+                "progress. Retry after `Retry-After` seconds."),
     ProblemType("busy", 503, "The service is busy",
                 "All children are busy and the queue is full; or the uploads in progress "
                 "already use NOTRACE_MAX_INFLIGHT_MB, number NOTRACE_WORKERS + "

@@ -65,6 +65,26 @@ def _port(text: str) -> int:
     return value
 
 
+def _keys_file(text: str) -> str:
+    if text:
+        from notrace.auth import read_keys_file   # here: auth imports the app's modules
+        read_keys_file(text)   # a bad file stops start-up, naming the variable
+    return text
+
+
+def _networks(text: str) -> tuple:
+    from notrace.clients import parse_networks
+    try:
+        return parse_networks(text)
+    except ValueError:
+        raise ValueError("must list IP addresses or networks (10.0.0.0/8), comma-separated")
+
+
+def _origins(text: str) -> tuple:
+    from notrace.cors import parse_origins
+    return parse_origins(text)
+
+
 def _log_level(text: str) -> str:
     lowered = text.strip().lower()
     if lowered not in ("debug", "info", "warning", "error"):
@@ -95,6 +115,8 @@ class Setting:
             return "number of CPUs"
         if isinstance(value, bool):
             return "1" if value else "0"
+        if value in ("", ()):
+            return "none"
         return str(value)
 
 
@@ -136,6 +158,29 @@ SETTINGS: tuple[Setting, ...] = (
             "On SIGTERM, seconds in-flight requests get to finish before the server exits."),
     Setting("log_client_ip", _flag, lambda: False,
             "1 to log the client IP address of each request (off: not logged at all)."),
+    Setting("api_keys_file", _keys_file, lambda: "",
+            "File of API keys, one `name:sha256:HEX` line each (`notrace keys new NAME` "
+            "makes one); when set, every endpoint but /health, the page, /docs, "
+            "/openapi.json and /problems/* needs `Authorization: Bearer KEY` or "
+            "`X-API-Key: KEY` (401 otherwise). Read at start-up. Empty: keys are off."),
+    Setting("protect_monitoring", _flag, lambda: True,
+            "With API keys on: 1 makes /ready and /metrics need a key too, 0 leaves them "
+            "open (for probes and scrapers that cannot send one)."),
+    Setting("rate_per_min", _non_negative_int, lambda: 0,
+            "Operation requests a client (an API key, or an address when keys are off) may "
+            "make per minute, on average; beyond it 429 rate-limited. 0: no limit."),
+    Setting("rate_burst", _positive_int, lambda: 10,
+            "Operation requests a client may make at once before NOTRACE_RATE_PER_MIN "
+            "applies (the token bucket's size)."),
+    Setting("max_jobs_per_key", _non_negative_int, lambda: 0,
+            "Operation requests one client (an API key, or an address when keys are off) "
+            "may have in progress at once; one more gets 429 rate-limited. 0: no cap."),
+    Setting("trusted_proxies", _networks, lambda: (),
+            "Addresses or networks of reverse proxies whose X-Forwarded-For is believed "
+            "(comma-separated); from any other peer the socket address is the client's."),
+    Setting("cors_origins", _origins, lambda: (),
+            "Origins (`https://app.example`, exact, comma-separated) whose scripts may call "
+            "the API from a browser (CORS). Empty: no CORS headers at all."),
     Setting("log_level", _log_level, lambda: "info",
             "Lowest level of log lines written to stderr: debug, info, warning or error."),
 )

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import signal
-import time
 import uuid
 
 import psutil
@@ -19,18 +18,9 @@ import pytest
 
 from notrace.logs import FIELDS, JsonFormatter
 from tests.pdfs import make_pdf
+from tests.service.access import wait_until as _wait_for
 
 MARKER = "LOGMARK" + uuid.uuid4().hex[:12]
-
-
-def _wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _bad_disposition_body(boundary: str) -> bytes:
