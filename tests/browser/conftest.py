@@ -16,21 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.required import Requirement
 from tests.service.server import Server
 
-REQUIRE = os.environ.get("NOTRACE_REQUIRE_BROWSER") == "1"
+BROWSER = Requirement("NOTRACE_REQUIRE_BROWSER",
+                      "browser tests need chromium, chromium-driver and selenium",
+                      "run .ci/provision-browser and install '.[test]'")
 CHROMIUM = os.environ.get("NOTRACE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("NOTRACE_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
 #: How long a test waits for something to appear in the page (a result, a problem).
 WAIT_S = 30
-
-
-def unavailable(reason: str):
-    """Skip, or fail when the browser tests are required (CI)."""
-    if REQUIRE:
-        pytest.fail(f"NOTRACE_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
-    pytest.skip(f"browser tests need chromium and chromium-driver: {reason} "
-                "(run .ci/provision-browser, or set NOTRACE_REQUIRE_BROWSER=1 to fail)")
 
 
 @pytest.fixture(scope="session")
@@ -43,15 +38,13 @@ def web_server():
 @pytest.fixture(scope="session")
 def driver(tmp_path_factory):
     """The session's headless Chromium (no network use: only the loopback server)."""
-    try:
-        from selenium import webdriver
-        from selenium.common.exceptions import WebDriverException
-        from selenium.webdriver.chrome.service import Service
-    except ImportError as exc:
-        unavailable(f"selenium is not installed ({exc})")
+    from selenium import webdriver   # importable: test_page.py checked
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
+
     for path in (CHROMIUM, CHROMEDRIVER):
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            unavailable(f"{path} is missing")
+            BROWSER.unavailable(f"{path} is missing")
     os.environ["SE_OFFLINE"] = "true"   # never let Selenium Manager reach out
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -68,7 +61,7 @@ def driver(tmp_path_factory):
     try:
         browser = webdriver.Chrome(service=service, options=options)
     except WebDriverException as exc:
-        unavailable(f"chromium did not start ({exc.msg or exc})")
+        BROWSER.unavailable(f"chromium did not start ({exc.msg or exc})")
     browser.set_page_load_timeout(WAIT_S)
     browser.set_script_timeout(WAIT_S)
     yield browser

@@ -22,21 +22,18 @@ import uuid
 
 import pytest
 
+from tests.required import Requirement
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKLOAD = ROOT / "deploy" / "seccomp" / "workload.py"
 PROVISION = ROOT / ".ci" / "provision-docker"
-REQUIRE = os.environ.get("NOTRACE_REQUIRE_CONTAINER") == "1"
+ENGINE = Requirement("NOTRACE_REQUIRE_CONTAINER", "container tests need a Docker engine",
+                     "run .ci/provision-docker")
+REQUIRE = ENGINE.required
+unavailable = ENGINE.unavailable
 BASE_IMAGE = os.environ.get("NOTRACE_TEST_BASE_IMAGE", "localbase:py312")
 BUILD_TIMEOUT_S = 420
 UP_TIMEOUT_S = 120
-
-
-def unavailable(reason: str):
-    """Skip, or fail when the container tests are required (CI)."""
-    if REQUIRE:
-        pytest.fail(f"NOTRACE_REQUIRE_CONTAINER=1 but {reason}", pytrace=False)
-    pytest.skip(f"container tests need a Docker engine: {reason} "
-                "(run .ci/provision-docker, or set NOTRACE_REQUIRE_CONTAINER=1 to fail)")
 
 
 def run(*args: str, check: bool = True, timeout: float = 120, input: str | None = None,
