@@ -60,6 +60,9 @@ def test_every_route_needs_a_key_unless_open(keyed):
             assert right.status != 401, (method, path, right.body[:200])
         assert WRONG.encode() not in wrong.body
     assert {"/health", "/docs", "/openapi.json", "/problems/{slug}"} <= seen_open
+    for slug in ("unauthorized", "rate-limited"):     # documented, and open to read
+        page = server.get(f"/problems/{slug}")
+        assert page.status == 200 and b"NOTRACE_" in page.body, slug
     # An unknown path is no way around it either.
     _is_unauthorized(server.get("/no/such/path"), invalid=False)
     assert server.get("/no/such/path", headers=bearer(keys["bob"])).status == 404
