@@ -21,6 +21,8 @@ from notrace.problems import TYPES
 from notrace.web import NOTICE, PAGE_CSP
 from tests.browser.conftest import BROWSER, WAIT_S
 from tests.pdfs import make_image_png, make_pdf, page_texts
+from tests.service.access import write_keys
+from tests.service.server import Server
 
 try:
     from selenium.webdriver.common.by import By
@@ -284,3 +286,45 @@ def test_screenshot_is_not_blank(page, tmp_path):
     assert len(colours) > 100  # text, borders, the button, antialiasing
     commonest = max(count for count, _ in colours)
     assert commonest < 0.9 * image.width * image.height  # not one flat background
+
+
+# --- with API keys on -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory):
+    """Keys on, and one operation request per minute (burst 1) per key."""
+    keys_file, keys = write_keys(tmp_path_factory.mktemp("keys"), "browser")
+    server = Server({"NOTRACE_API_KEYS_FILE": str(keys_file), "NOTRACE_RATE_PER_MIN": "1",
+                     "NOTRACE_RATE_BURST": "1"}).start()
+    yield server, keys["browser"]
+    server.stop()
+
+
+def test_key_asked_on_401_kept_in_memory_and_sent(driver, keyed_server, tmp_path, downloads):
+    server, key = keyed_server
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior",
+                           {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.get(f"http://127.0.0.1:{server.port}/")   # the page itself needs no key
+    assert not driver.find_element(By.ID, "key-field").is_displayed()
+    choose(driver, "info")
+    add_files(driver, written(tmp_path, "one.pdf", make_pdf(1)))
+    run_and_wait(driver, "#key-field")
+    assert driver.find_element(By.ID, "problem-title").text == TYPES["unauthorized"].title
+    assert driver.switch_to.active_element.get_attribute("id") == "api-key"
+    driver.switch_to.active_element.send_keys("ntk_not-a-key")
+    run_and_wait(driver, "#problem")
+    assert "refused" in driver.find_element(By.ID, "problem-detail").text
+    key_input = driver.find_element(By.ID, "api-key")
+    key_input.clear()
+    key_input.send_keys(key)
+    run_and_wait(driver)
+    assert downloaded(downloads).suffix == ".json"
+    assert any(r.get("key") == "browser" and r.get("status") == 200
+               for r in server.log_records())   # sent as Authorization: Bearer
+    # The bucket is empty now: a readable 429 that says when to try again.
+    run_and_wait(driver, "#problem")
+    assert driver.find_element(By.ID, "problem-title").text == TYPES["rate-limited"].title
+    assert "Try again in" in driver.find_element(By.ID, "problem-detail").text
+    stored = driver.execute_script(
+        "return [document.cookie, localStorage.length, sessionStorage.length]")
+    assert stored == ["", 0, 0]
+    assert driver.get_cookies() == []
