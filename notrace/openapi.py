@@ -143,6 +143,8 @@ def build(operations: dict[str, Operation]) -> dict:
          "properties": {"operations": {"type": "array", "items": _ref("Operation")}}})
     paths["/openapi.json"] = _get("This document.", "application/json", {"type": "object"})
     paths["/docs"] = _get("This document, as a readable page.", "text/html", {"type": "string"})
+    paths["/"] = _get("The web page: every operation as a form, with its own /app.js and "
+                      "/app.css.", "text/html", {"type": "string"})
     paths["/health"] = _get("Liveness: the server answers.", "application/json",
                             {"type": "object", "required": ["status"],
                              "properties": {"status": {"type": "string", "const": "ok"}}})
