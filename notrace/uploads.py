@@ -32,49 +32,17 @@ from notrace.admission import Admission, Ticket
 from notrace.operations.spec import Operation
 from notrace.problems import HttpProblem
 from sandbox import MemFile
+from notrace.operations.formats import NAMES, SNIFF_BYTES, sniff
 from sandbox.layers.rlimits import MAX_JOB_FDS
 
 __all__ = ["Upload", "read_upload", "sniff", "check_kind", "wrong_count", "takes_raw_pdf",
            "secret_header", "SNIFF_BYTES"]
 
-#: The leading bytes that decide a file's kind (the longest magic number below).
-SNIFF_BYTES = 16
 _CHUNK = 256 * 1024
 _MAX_FIELD_BYTES = 16 * 1024   # a text part (parameter value); Param.max_length is smaller
 _MAX_FIELDS = 64
-
-# Leading bytes of formats that are clearly not PDF: the image types an operation may
-# declare in Inputs.media_types, and ZIP archives (office documents, EPUB, JAR...).
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"II*\x00", "image/tiff"),
-    (b"MM\x00*", "image/tiff"),
-    (b"PK\x03\x04", "application/zip"),
-    (b"PK\x05\x06", "application/zip"),   # an empty archive
-    (b"PK\x07\x08", "application/zip"),   # a spanned archive
-)
-_NAMES = {"image/png": "a PNG image", "image/jpeg": "a JPEG image", "image/gif": "a GIF image",
-          "image/tiff": "a TIFF image", "image/webp": "a WebP image",
-          "application/zip": "a ZIP archive"}
 # errno values that mean "the server is out of a resource", not "the request is bad".
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC})
-
-
-def sniff(head: bytes) -> str | None:
-    """The media type of a file from its first SNIFF_BYTES bytes: a format recognised by
-    its magic number, "application/pdf" if it starts with `%PDF-`, else None (unknown:
-    for a PDF operation, the parser decides)."""
-    for magic, media_type in _MAGIC:
-        if head.startswith(magic):
-            return media_type
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head.startswith(b"%PDF-"):
-        return "application/pdf"
-    return None
 
 
 @dataclasses.dataclass
@@ -234,7 +202,7 @@ def check_kind(op: Operation, head: bytes) -> None:
         if kind is None:
             return
         if accepted == ("application/pdf",):
-            raise HttpProblem("not-a-pdf", f"A file is {_NAMES[kind]}, not a PDF.")
+            raise HttpProblem("not-a-pdf", f"A file is {NAMES[kind]}, not a PDF.")
     raise HttpProblem("unsupported-image", "A file is not of a type this operation "
                       f"takes ({', '.join(accepted)}).")
 

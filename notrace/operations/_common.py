@@ -14,6 +14,7 @@ import pikepdf
 import pikepdf.jbig2
 
 from notrace.operations.boxes import Box, has_area
+from notrace.operations.formats import SNIFF_BYTES as FORMAT_BYTES, sniff
 from notrace.operations.problems import Problem
 
 #: Exceptions that mean a bug of ours or of the confinement (an import or file open after
@@ -24,8 +25,6 @@ OUR_BUGS = (ImportError, NameError, PermissionError, FileNotFoundError)
 PDF = "application/pdf"
 JSON = "application/json"
 
-#: Leading bytes of formats that are clearly not a PDF: PNG, JPEG, GIF, ZIP.
-OTHER_FORMATS = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"PK\x03\x04")
 #: Where a PDF's `%PDF-` header is looked for (readers accept it within 1024 bytes).
 SNIFF_BYTES = 1024
 
@@ -82,7 +81,7 @@ def open_pdf(data: memoryview, *, password: str | None, max_pages: int,
     SNIFF_BYTES that qpdf finds no page in; with that header, a failure is "malformed"
     (a damaged PDF)."""
     label = f"input {which}" if which is not None else "the document"
-    if bytes(data[:8]).startswith(OTHER_FORMATS):
+    if sniff(bytes(data[:FORMAT_BYTES])) not in (None, PDF):
         raise Problem("not_a_pdf", f"{label} is another kind of file, not a PDF")
     try:
         pdf = pikepdf.open(io.BytesIO(data), password=password or "")
