@@ -20,7 +20,7 @@ from notrace.operations import OPERATIONS
 from notrace.problems import TYPES
 from notrace.web import NOTICE, PAGE_CSP
 from tests.browser.conftest import BROWSER, WAIT_S
-from tests.pdfs import make_image_png, make_pdf, page_texts
+from tests.pdfs import make_active_pdf, make_image_png, make_pdf, page_texts
 from tests.service.access import write_keys
 from tests.service.server import Server
 
@@ -231,6 +231,15 @@ def test_split_by_one_of_its_alternatives(page, tmp_path, downloads):
     with zipfile.ZipFile(downloaded(downloads)) as archive:
         parts = [page_texts(archive.read(name)) for name in archive.namelist()]
     assert parts == [["Q page 1", "Q page 2"], ["Q page 3", "Q page 4"]]
+
+
+def test_report_shown_in_words(page, tmp_path, downloads):
+    choose(page, "sanitize")
+    add_files(page, written(tmp_path, "active.pdf", make_active_pdf()))
+    run_and_wait(page)
+    report = page.find_element(By.ID, "report").text
+    assert "removed" in report and "javascript: " in report and "{" not in report
+    assert downloaded(downloads).suffix == ".pdf"
 
 
 def test_secret_parameter_encrypts_and_stays_out_of_logs(page, web_server, tmp_path,

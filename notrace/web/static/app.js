@@ -199,6 +199,16 @@
     return operation.value + (type.startsWith("application/json") ? ".json" : ".bin");
   }
 
+  function readable(value) {
+    if (Array.isArray(value)) return value.length ? value.map(readable).join(", ") : "none";
+    if (value !== null && typeof value === "object") {
+      const parts = Object.entries(value).map(
+        ([key, inner]) => key.replace(/_/g, " ") + ": " + readable(inner));
+      return parts.length ? parts.join(", ") : "nothing";
+    }
+    return String(value);
+  }
+
   function showReport(xhr) {
     const header = xhr.getResponseHeader("X-Notrace-Report");
     if (!header) return;
@@ -213,10 +223,7 @@
       const dt = document.createElement("dt");
       dt.textContent = key.replace(/_/g, " ");
       const dd = document.createElement("dd");
-      dd.textContent = Array.isArray(value) ? (value.join(", ") || "none")
-        : (value !== null && typeof value === "object")
-          ? Object.entries(value).map(([k, v]) => k + ": " + v).join(", ")
-          : String(value);
+      dd.textContent = readable(value);
       dl.append(dt, dd);
     }
   }
