@@ -20,6 +20,13 @@ Beyond either bound the answer is 503 `busy` with Retry-After. An upload's bytes
 reserved while its job runs (the memfds live until the answer): this counts an input
 mapped in a running child twice (budget and child memory), never zero times.
 
+Answers count too: a result streams out of its memfd for as long as the client takes to
+read it (bounded by NOTRACE_ANSWER_TIMEOUT_S), so `hold_answer()` keeps its bytes and a
+request slot reserved until it is sent. It is never refused (the job is done and was
+legitimate: it must be answered), it may take the budget past its bound, and new
+uploads then get 503 until the answers drain. Without it, clients that stop reading
+their answers could pin workers + queue answers of NOTRACE_CHILD_OUTPUT_MB each.
+
 Also here: `raise_nofile_limit()`, called once at server start.
 """
 from __future__ import annotations
@@ -110,6 +117,15 @@ class Admission:
             except HttpProblem:
                 ticket.release()
                 raise
+        return ticket
+
+    def hold_answer(self, size: int) -> Ticket:
+        """A ticket for an answer of `size` bytes being sent: never refused (see the
+        module docstring); release() it once the answer is sent or abandoned."""
+        self.requests += 1
+        ticket = Ticket(self)
+        self.bytes += size
+        ticket.reserved = size
         return ticket
 
     def _reserve(self, n: int) -> None:

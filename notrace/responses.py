@@ -7,6 +7,7 @@ touches a disk.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 
 from aiohttp import web
@@ -22,10 +23,11 @@ REPORT_HEADER = "X-Notrace-Report"
 _CLOSE_AFTER = (408, 413)
 
 
-async def stream_answer(request: web.Request,
-                        answer: Answer) -> tuple[web.StreamResponse, bool]:
-    """Send `answer`, then close it (its memfd) whether the client read it all or went
-    away mid-answer. Returns the (already sent) response and whether all of it went."""
+async def stream_answer(request: web.Request, answer: Answer,
+                        timeout_s: float) -> tuple[web.StreamResponse, bool]:
+    """Send `answer` within `timeout_s`, then close it (its memfd) whether the client read
+    it all, went away mid-answer or read too slowly (the connection is then closed).
+    Returns the (already sent) response and whether all of it went."""
     headers = {}
     report = report_header(answer.report)
     if report is not None:
@@ -37,12 +39,17 @@ async def stream_answer(request: web.Request,
     response.content_type = answer.media_type
     response.content_length = answer.body.size
     try:
-        await response.prepare(request)
-        for chunk in answer.body.chunks():
-            await response.write(chunk)
-        await response.write_eof()
-    except ConnectionError:  # the client went away mid-answer: nothing more to send
+        async with asyncio.timeout(timeout_s):
+            await response.prepare(request)
+            for chunk in answer.body.chunks():
+                await response.write(chunk)
+            await response.write_eof()
+    except (ConnectionError, TimeoutError):
+        # The client went away mid-answer, or stopped reading: nothing more to send.
+        # Aborted, not closed: a close would wait to flush what the client never reads.
         response.force_close()
+        if request.transport is not None:
+            request.transport.abort()
         return response, False
     finally:
         answer.close()

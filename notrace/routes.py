@@ -142,7 +142,10 @@ async def run_operation(request: web.Request) -> web.StreamResponse:
                      extra={"fields": {"request_id": request[REQUEST_ID]}})
         raise HttpProblem("processing-crashed") from None
     fields["output_bytes"] = answer.body.size
-    response, complete = await stream_answer(request, answer)
+    # The answer's bytes stay counted while it streams (see notrace.admission).
+    with app[keys.ADMISSION].hold_answer(answer.body.size):
+        response, complete = await stream_answer(request, answer,
+                                                 timeout_s=settings.answer_timeout_s)
     if not complete:
         fields["client_gone"] = True
     return response

@@ -132,15 +132,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest request body in MiB (all files and fields together); checked while "
             "streaming, answered with 413."),
     Setting("max_inflight_mb", _positive_int, lambda: 100,
-            "MiB that all uploads held at once may use together (request bodies in "
-            "memfds, from their first byte until their answer); a request beyond it gets "
-            "503 busy before its body is read. At least NOTRACE_MAX_UPLOAD_MB. The default "
-            "fits the shipped 1 GiB container: 2 workers x 384 MiB children + 64 MiB /tmp + "
-            "100 MiB of uploads leave about 90 MiB for the server, the fork server and the "
-            "warm children (measured about 70 MiB at rest)."),
+            "MiB that all uploads and answers held at once may use together (request "
+            "bodies in memfds, from their first byte until their answer; answers while "
+            "they stream); a request beyond it gets 503 busy before its body is read. At "
+            "least NOTRACE_MAX_UPLOAD_MB. The default fits the shipped 1.5 GiB container: "
+            "2 workers x (384 MiB children + 200 MiB outputs) + 64 MiB /tmp + 100 MiB in "
+            "flight leave about 200 MiB for the server, the fork server and the warm "
+            "children (measured about 70 MiB at rest)."),
     Setting("upload_timeout_s", _positive_float, lambda: 60.0,
             "Seconds a client has to send its whole request body (408 after that); also "
             "how long a connection may take to send its request head."),
+    Setting("answer_timeout_s", _positive_float, lambda: 120.0,
+            "Seconds a client has to read its whole answer; after that the connection is "
+            "closed and the answer's memory freed (a client that stops reading cannot pin "
+            "a result in memory)."),
     Setting("max_pages", _positive_int, lambda: 2000,
             "Most pages a document may have (422 too-many-pages above)."),
     Setting("child_memory_mb", _positive_int, lambda: 512,

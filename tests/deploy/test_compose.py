@@ -86,12 +86,16 @@ def test_no_volumes_anywhere(compose):
     assert "configs" not in compose and "secrets" not in compose
 
 
-def test_workers_times_child_memory_fit_mem_limit(service):
+def test_running_jobs_uploads_and_answers_fit_mem_limit(service):
+    """Each running job may fill its child's memory and its output memfd (shared memory,
+    charged to the container too); uploads and answers in flight have their own budget."""
     env = service["environment"]
-    children = int(env["NOTRACE_WORKERS"]) * int(env["NOTRACE_CHILD_MEMORY_MB"]) << 20
+    per_job = int(env["NOTRACE_CHILD_MEMORY_MB"]) + int(env["NOTRACE_CHILD_OUTPUT_MB"])
+    jobs = int(env["NOTRACE_WORKERS"]) * per_job << 20
+    in_flight = int(env["NOTRACE_MAX_INFLIGHT_MB"]) << 20
     tmpfs = 64 << 20
     server_reserve = 128 << 20      # server, fork server, warm children's baseline
-    assert children + tmpfs + server_reserve <= _bytes(service["mem_limit"])
+    assert jobs + in_flight + tmpfs + server_reserve <= _bytes(service["mem_limit"])
 
 
 def test_every_setting_is_listed_with_a_valid_value(service):

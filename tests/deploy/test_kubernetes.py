@@ -83,10 +83,12 @@ def _mib(quantity: str) -> float:
 def test_workers_times_child_memory_fit_the_limit():
     (container,) = _one("Deployment")["spec"]["template"]["spec"]["containers"]
     env = _env(container)
-    children = int(env["NOTRACE_WORKERS"]) * int(env["NOTRACE_CHILD_MEMORY_MB"])
+    per_job = int(env["NOTRACE_CHILD_MEMORY_MB"]) + int(env["NOTRACE_CHILD_OUTPUT_MB"])
+    jobs = int(env["NOTRACE_WORKERS"]) * per_job
+    in_flight = int(env["NOTRACE_MAX_INFLIGHT_MB"])
     limit = _mib(container["resources"]["limits"]["memory"])
     tmp = _mib("64Mi")
-    assert children + tmp + 128 <= limit, (children, limit)
+    assert jobs + in_flight + tmp + 128 <= limit, (jobs, in_flight, limit)
 
 
 def test_selectors_match_the_pods():

@@ -1,0 +1,73 @@
+"""Answers count against the upload budget while they stream, and have a deadline.
+
+A result streams out of its memfd for as long as its client takes to read it. Without a
+bound, clients that stop reading could pin workers + queue answers of
+NOTRACE_CHILD_OUTPUT_MB each in the server's memory. So an answer keeps its bytes
+reserved in the admission budget until it is sent (new uploads get 503 `busy` meanwhile,
+the answer itself is never refused), and NOTRACE_ANSWER_TIMEOUT_S closes the connection
+of a client that does not read it in time, freeing its memfd.
+"""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from notrace.admission import Admission
+from notrace.problems import HttpProblem
+from tests.pdfs import make_pdf
+from tests.service.test_big_results import _big_answer_pdf, _memfds, _SlowReader
+
+ANSWER_TIMEOUT_S = 3
+
+
+def test_a_held_answer_takes_the_budget_and_gives_it_back():
+    admission = Admission(max_requests=4, max_bytes=100, max_files=10)
+    with admission.hold_answer(150):          # never refused, even past the budget
+        assert admission.bytes == 150 and admission.requests == 1
+        with pytest.raises(HttpProblem) as refused:
+            admission.admit(1)
+        assert refused.value.status == 503
+    assert (admission.bytes, admission.requests) == (0, 0)
+    admission.admit(100).release()
+
+
+@pytest.fixture(scope="module")
+def stingy(start_server):
+    return start_server(max_upload_mb=30, max_inflight_mb=40,
+                        answer_timeout_s=ANSWER_TIMEOUT_S)
+
+
+@pytest.mark.timeout(90)
+def test_a_client_that_stops_reading_holds_its_answer_only_until_the_deadline(stingy):
+    document = _big_answer_pdf(parts=4, image_mb=12)     # answers a ~48 MB zip
+    small = make_pdf(1)
+    memfds_before = _memfds(stingy.process.pid)
+    client = _SlowReader(stingy, "split", [document], {"every": "1"})
+    try:
+        client.read_head()
+        assert client.status == 200
+        assert int(client.headers["content-length"]) > 40 << 20
+        # The client reads nothing more: its answer holds more than the whole budget.
+        refused = stingy.post("info", [small])
+        assert refused.status == 503 and refused.problem_type == "/problems/busy"
+        assert "retry-after" in refused.headers
+        # Past the deadline the server drops the connection and the answer's memfd.
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S + 20
+        while time.monotonic() < deadline and _memfds(stingy.process.pid) > memfds_before:
+            time.sleep(0.2)
+        assert _memfds(stingy.process.pid) <= memfds_before
+        assert stingy.post("info", [small]).status == 200
+        client.sock.settimeout(10)
+        received = 0
+        try:
+            while chunk := client.sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert received + len(client.rest) < int(client.headers["content-length"])
+    finally:
+        client.close()
+    records = [r for r in stingy.log_records() if r.get("operation") == "split"]
+    assert records and records[-1].get("client_gone") is True
