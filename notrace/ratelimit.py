@@ -16,7 +16,7 @@ let a busy client make the orchestrator's probe fail.
 Both are off at 0 (the default). Memory stays bounded: a bucket that is full again and
 has no job in progress is the same as no bucket, so it is dropped (swept every
 SWEEP_S); at most `max_clients` are tracked, and a new client beyond that evicts the
-least recently seen one without a job in progress (which then starts afresh: a bounded
+least recently seen one without a job in progress, full or not (which then starts afresh: a bounded
 table cannot remember everyone). If every tracked client has a job in progress, the new
 one is refused with 429.
 """
@@ -143,8 +143,8 @@ class Limiter:
             self._buckets.move_to_end(client)
             return bucket
         if len(self._buckets) >= self.max_clients:
-            self.sweep(now)
-        if len(self._buckets) >= self.max_clients:
+            # The least recently seen first: O(1) but for the few with jobs in progress
+            # (no sweep here: a flood of new clients must not cost a pass each).
             victim = next((c for c, b in self._buckets.items() if not b.jobs), None)
             if victim is None:
                 raise HttpProblem("rate-limited", "The server tracks as many clients with "
@@ -164,7 +164,8 @@ def client_of(request: web.Request, trusted: Sequence[Network]) -> str:
     if address is None:
         return "address:unknown"
     if ":" in address:   # IPv6: one host usually holds a whole /64
-        return "address:" + str(ipaddress.ip_network(address + "/64", strict=False))
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])   # no zone id in a bucket
+        return "address:" + str(ipaddress.IPv6Network((ip, 64), strict=False))
     return "address:" + address
 
 
