@@ -5,8 +5,9 @@ from the declaration itself (notrace.operations.spec), with the declaration's de
 as its help text. The control's `name` is the parameter's name; `data-default` holds the
 default's TEXT form (the same text the JSON Schema gives, Param.json_schema()), so app.js
 sends a parameter only when its value differs from it: an untouched parameter stays
-absent and the server applies its own default (and `one_of` counts only what is given). Secrets are password inputs (never autocompleted)
-and go in the multipart body, never in the URL.
+absent and the server applies its own default (and `one_of` counts only what is given).
+Secrets are password inputs (never autocompleted) and go in the multipart body, never in
+the URL.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def _input(param: Param, ident: str, common: dict, default: str | None) -> str:
     if kind == "boolean":
         attrs = dict(type="checkbox", checked=default == "true")
     elif kind in ("integer", "number"):
-        attrs = dict(type="number", value=default, inputmode="decimal",
+        attrs = dict(type="number", value=default,
                      step="1" if kind == "integer" else "any",
                      min=_number(param.minimum), max=_number(param.maximum))
     elif kind == "password":

@@ -108,10 +108,10 @@
       list.append(item);
     });
     if (focus) {
-      const target = list.querySelector(
-        'li[data-index="' + focus.index + '"] button[data-action="' + focus.action + '"]');
+      const item = 'li[data-index="' + focus.index + '"] ';
+      const target = list.querySelector(item + 'button[data-action="' + focus.action + '"]');
       // A button that became disabled (moved to the end) hands focus to its twin.
-      const fallback = list.querySelector('li[data-index="' + focus.index + '"] button:not(:disabled)');
+      const fallback = list.querySelector(item + "button:not(:disabled)");
       (target && !target.disabled ? target : fallback || picker).focus();
     }
   }
