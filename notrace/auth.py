@@ -29,8 +29,8 @@ from notrace.middleware import LOG
 from notrace.problems import HttpProblem
 
 __all__ = ["KeyRing", "KeysFileError", "read_keys_file", "parse_keys", "new_key",
-           "presented_key", "middleware", "OPEN_ROUTES", "MONITORING_ROUTES", "KEY_NAME",
-           "KEY_PREFIX", "NAME"]
+           "presented_key", "route_of", "middleware", "OPEN_ROUTES", "MONITORING_ROUTES",
+           "KEY_NAME", "KEY_PREFIX", "NAME"]
 
 #: A key's name: what logs and limits know it by.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -139,20 +139,20 @@ def presented_key(request: web.Request) -> str | None:
     return value.strip() if value is not None else None
 
 
-def _route(request: web.Request) -> str | None:
+def route_of(request: web.Request) -> str | None:
+    """The route template a request matched (None: no route, e.g. a 404 or 405)."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else None
 
 
-def middleware(keyring: KeyRing | None, *, protect_monitoring: bool):
-    """The middleware that asks for a key (runs before any handler reads a body).
-
-    keyring None: keys are off, every request passes untouched."""
+def middleware(keyring: KeyRing, *, protect_monitoring: bool):
+    """The middleware that asks for a key (installed only when keys are on; runs before
+    any handler reads a body)."""
     open_routes = OPEN_ROUTES if protect_monitoring else OPEN_ROUTES | MONITORING_ROUTES
 
     @web.middleware
     async def require_key(request: web.Request, handler) -> web.StreamResponse:
-        if keyring is None or _route(request) in open_routes:
+        if route_of(request) in open_routes:
             return await handler(request)
         key = presented_key(request)
         name = keyring.identify(key) if key is not None else None

@@ -16,9 +16,9 @@ let a busy client make the orchestrator's probe fail.
 Both are off at 0 (the default). Memory stays bounded: a bucket that is full again and
 has no job in progress is the same as no bucket, so it is dropped (swept every
 SWEEP_S); at most `max_clients` are tracked, and a new client beyond that evicts the
-least recently seen one without a job in progress, full or not (which then starts afresh: a bounded
-table cannot remember everyone). If every tracked client has a job in progress, the new
-one is refused with 429.
+least recently seen one without a job in progress, full or not (which then starts
+afresh: a bounded table cannot remember everyone). If every tracked client has a job in
+progress, the new one is refused with 429.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 
 from aiohttp import web
 
-from notrace.auth import KEY_NAME
+from notrace.auth import KEY_NAME, route_of
 from notrace.clients import Network, client_address
 from notrace.problems import HttpProblem
 
@@ -175,8 +175,7 @@ def middleware(limiter: Limiter, trusted: Sequence[Network]):
 
     @web.middleware
     async def limit(request: web.Request, handler) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        if not limiter.enabled or resource is None or resource.canonical not in LIMITED_ROUTES:
+        if not limiter.enabled or route_of(request) not in LIMITED_ROUTES:
             return await handler(request)
         with limiter.admit(client_of(request, trusted)):
             return await handler(request)

@@ -64,7 +64,8 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def open_upload(server, source: str = "127.0.0.1", headers: dict | None = None) -> socket.socket:
+def open_upload(server, source: str = "127.0.0.1",
+                headers: dict | None = None) -> socket.socket:
     """An operation request whose body is still arriving (a third of it sent): its
     handler runs, and holds its job slot, until the socket is closed."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10,
