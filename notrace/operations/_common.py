@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 from typing import Any
 
 import pikepdf
@@ -132,6 +133,11 @@ def save_pdf(pdf: pikepdf.Pdf, **options: Any) -> bytes:
 
 def pdf_output(data: bytes, report: dict | None = None, name: str = "document.pdf") -> Output:
     return Output([OutputFile(name, PDF, data)], report)
+
+
+def json_output(name: str, value: dict) -> Output:
+    """One JSON file (ASCII: every other character escaped)."""
+    return Output([OutputFile(name, JSON, json.dumps(value, ensure_ascii=True).encode())])
 
 
 def page_box(page: pikepdf.Page, keys: tuple[str, ...] = ("/CropBox", "/MediaBox")) -> Box:

@@ -44,9 +44,11 @@ import PIL.PngImagePlugin  # noqa: F401
 import PIL.TiffImagePlugin  # noqa: F401  (pikepdf hands CCITT images to Pillow as TIFF)
 import pikepdf
 import pypdf
+import pypdfium2  # noqa: F401  (loads libpdfium.so and initialises PDFium: see pdfium.py)
 
 from notrace.operations import (active, flatten, images, metadata, optimize,  # noqa: F401
-                                pagework, reading, sanitize, security, stamp)
+                                pagework, pdfium, reading, sanitize, security, stamp,
+                                text)
 from notrace.operations._common import OUR_BUGS, Output, configure_libraries
 from notrace.operations.body import check_pdfs, final_answer
 from notrace.operations.pages import PageRangeError, SelectionTooLarge
@@ -83,7 +85,7 @@ for _name in ("ascii", "latin-1", "utf-8", "utf-16-be", "cp1252", "charmap"):
 PIL.Image.init()
 # The libraries' log records quote document content (font names, object dumps) and would
 # reach the job's stderr: a zero-trace service keeps them quiet.
-for _logger in ("pypdf", "pikepdf", "PIL"):
+for _logger in ("pypdf", "pikepdf", "PIL", "pypdfium2"):
     logging.getLogger(_logger).setLevel(logging.CRITICAL + 1)
 
 #: Fixed detail for every library failure on a document.
@@ -98,6 +100,7 @@ def _resolve(spec: str):
 #: name -> implementation, resolved now (the modules are already imported above).
 FUNCTIONS = {name: _resolve(op.function) for name, op in OPERATIONS.items()}
 configure_libraries()
+pdfium.configure()
 
 
 def _manifest(value: dict) -> bytes:
@@ -160,7 +163,8 @@ def warm_up() -> None:
     exist) so first-use imports and caches are done before confinement. Raises if the
     operations do not work at all: better at start-up than in every job."""
     sample = memoryview(_sample_pdf(2))
-    for operation, raw in (("merge", {}), ("text", {})):
+    for operation, raw in (("merge", {}), ("text", {}), ("text", {"layout": "boxes"}),
+                           ("text", {"engine": "pypdf"})):
         params = OPERATIONS[operation].validate(raw)
         inputs = [sample, sample] if operation == "merge" else [sample]
         answer = run(inputs, {"operation": operation, "params": params, "max_pages": 10})

@@ -1,25 +1,16 @@
-"""Operations that answer JSON about a document: info, text. Runs in the CHILD."""
+"""`info`: JSON about a document (`text` is in text.py). Runs in the CHILD."""
 from __future__ import annotations
 
-import io
-import json
-
 import pikepdf
-import pypdf
 
 from notrace.operations import active
-from notrace.operations._common import (JSON, Output, OutputFile, open_pdf, page_box,
-                                        page_rotation, save_pdf)
-from notrace.operations.pages import parse_pages
+from notrace.operations._common import (Output, json_output, open_pdf, page_box,
+                                        page_rotation)
 
 #: Document information keys reported by info, and the longest value shown (characters).
 INFO_KEYS = ("Title", "Author", "Subject", "Keywords", "Creator", "Producer",
              "CreationDate", "ModDate")
 MAX_INFO_VALUE = 2000
-
-
-def _json_output(name: str, value: dict) -> Output:
-    return Output([OutputFile(name, JSON, json.dumps(value, ensure_ascii=True).encode())])
 
 
 def info(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
@@ -62,7 +53,7 @@ def info(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
                           or (isinstance(sig_flags, int) and bool(sig_flags & 1)),
         "has_open_action": "/OpenAction" in pdf.Root,
     }
-    return _json_output("info.json", result)
+    return json_output("info.json", result)
 
 
 def _docinfo(pdf: pikepdf.Pdf) -> dict:
@@ -75,14 +66,3 @@ def _docinfo(pdf: pikepdf.Pdf) -> dict:
         if isinstance(value, pikepdf.String):
             out[key.lower()] = str(value)[:MAX_INFO_VALUE]
     return out
-
-
-def text(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
-    """Per-page text with pypdf's extract_text. qpdf opens the input first (password,
-    page limit, repair) and pypdf reads qpdf's rewrite: decrypted (pypdf here has no AES
-    support) and with a clean cross-reference table."""
-    pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
-    indices = parse_pages(params["pages"]).resolve(len(pdf.pages), limit=max_pages)
-    reader = pypdf.PdfReader(io.BytesIO(save_pdf(pdf)), strict=False)
-    pages = [{"page": i + 1, "text": reader.pages[i].extract_text()} for i in indices]
-    return _json_output("text.json", {"pages": pages})

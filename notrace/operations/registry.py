@@ -3,7 +3,7 @@ OpenAPI) and by child.py (dispatch). Pure data: no PDF library is imported here.
 from __future__ import annotations
 
 from notrace.operations.boxes import BOX_PATTERN, MAX_POINTS, check_crop
-from notrace.operations.spec import Inputs, Operation, Param
+from notrace.operations.spec import Inputs, Operation, Param, ParamError
 
 __all__ = ["OPERATIONS", "MAX_MERGE_INPUTS", "MAX_IMAGE_INPUTS"]
 
@@ -39,6 +39,11 @@ def _margin(side: str) -> Param:
 def _allow(what: str) -> Param:
     return Param(f"allow_{what}", "boolean", f"Permission to {what} the document.",
                  default=True)
+
+
+def _check_text(values: dict) -> None:
+    if values["layout"] == "boxes" and values["engine"] != "pdfium":
+        raise ParamError("layout", "boxes needs engine=pdfium (pypdf gives no word boxes)")
 
 
 _ONE_PDF = Inputs()
@@ -92,8 +97,17 @@ _DECLARED = (
               (PASSWORD,), "pdf", f"{_PKG}.optimize:repair"),
     Operation("info", "Describe the document: pages, sizes, version, metadata, active "
               "content.", _ONE_PDF, (PASSWORD,), "json", f"{_PKG}.reading:info"),
-    Operation("text", "Extract the text of each page.", _ONE_PDF, (PAGES_ALL, PASSWORD),
-              "json", f"{_PKG}.reading:text"),
+    Operation("text", "Extract the text of each page.", _ONE_PDF,
+              (PAGES_ALL,
+               Param("engine", "enum", "pdfium: PDFium's extraction (C++, fast; can give "
+                     "word boxes); pypdf: pypdf's (pure Python, the answers of earlier "
+                     "versions).", default="pdfium", choices=("pdfium", "pypdf")),
+               Param("layout", "enum", "text: each page's text; boxes: also its words, "
+                     "each with its rectangle (x0, y0, x1, y1 in PDF points of the "
+                     "page's own coordinates) and the page's box; needs engine=pdfium.",
+                     default="text", choices=("text", "boxes")),
+               PASSWORD),
+              "json", f"{_PKG}.text:text", check=_check_text),
     Operation("metadata", "Set or delete document information (and XMP).", _ONE_PDF,
               tuple(_meta(f) for f in ("title", "author", "subject", "keywords", "creator",
                                        "producer"))

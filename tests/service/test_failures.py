@@ -215,13 +215,13 @@ def test_memory_limit(small_memory):
 
 @pytest.mark.timeout(60)
 def test_cpu_limit(tight):
-    _problem(tight.post("text", [b.slow_text_pdf()]), 422, "cpu-limit")
+    _problem(tight.post("text", [b.slow_text_pdf()], b.SLOW_TEXT), 422, "cpu-limit")
 
 
 @pytest.mark.timeout(60)
 def test_time_limit(single):
     started = time.monotonic()
-    _problem(single.post("text", [b.slow_text_pdf()]), 422, "time-limit")
+    _problem(single.post("text", [b.slow_text_pdf()], b.SLOW_TEXT), 422, "time-limit")
     assert time.monotonic() - started < 5
 
 
@@ -232,7 +232,7 @@ def test_503_when_saturated(single):
     """workers=1, queue=0: while one slow job runs (1 s), every other request is refused."""
     slow = b.slow_text_pdf()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        first = pool.submit(single.post, "text", [slow])
+        first = pool.submit(single.post, "text", [slow], b.SLOW_TEXT)
         time.sleep(0.3)   # the first job is running in the only child
         others = [pool.submit(single.post, "info", [PDF]) for _ in range(6)]
         replies = [f.result() for f in others]

@@ -30,7 +30,7 @@ def test_a_job_whose_fork_server_dies_is_answered_503_sandbox_restarting(start_s
     server = start_server(workers=1, child_wall_s=30, child_cpu_s=30)
     slow = b.slow_text_pdf(400_000)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(server.post, "text", [slow], timeout=60)
+        pending = pool.submit(server.post, "text", [slow], b.SLOW_TEXT, timeout=60)
         _wait_for(lambda: _metric(server, "notrace_jobs_in_flight") == 1,
                   what="the slow job running in a child")
         os.kill(_fork_server(server).pid, signal.SIGKILL)

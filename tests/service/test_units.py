@@ -61,7 +61,7 @@ def test_third_party_log_lines_lose_their_arguments():
 def test_sigterm_drains_in_flight_requests(start_server):
     server = start_server()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(server.post, "text", [b.slow_text_pdf(30_000)])
+        slow = pool.submit(server.post, "text", [b.slow_text_pdf(30_000)], b.SLOW_TEXT)
         time.sleep(0.4)   # the job is running
         started = time.monotonic()
         code = server.stop()
