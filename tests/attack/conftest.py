@@ -3,14 +3,18 @@ entries, and counts of what the trusted processes hold (fds, children, zombies).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
 import time
 
 import psutil
 import pytest
 
 from sandbox import Limits, Sandbox
+from tests.attack.entries import ATTACK_MAGIC
 from tests.sandbox.conftest import wait_ready
+from tests.service.server import Server
 
 ENTRY = "tests.attack.entries:dispatch"
 LIMITS = Limits(memory_mb=256, cpu_s=3, wall_s=4, output_mb=8)
@@ -78,3 +82,44 @@ def children(fork_server_pid: int) -> list[psutil.Process]:
 def zombies(pid: int) -> list[int]:
     return [p.pid for p in psutil.Process(pid).children(recursive=True)
             if p.status() == psutil.STATUS_ZOMBIE]
+
+
+@pytest.fixture(scope="session")
+def hostile_server():
+    """A real `notrace serve` (real sandbox, real HTTP on loopback) whose children obey
+    attack orders (tests.attack.child_entry). Small bounds, so attacks reach them fast."""
+    server = Server({"NOTRACE_WORKERS": "2", "NOTRACE_QUEUE": "4",
+                     "NOTRACE_UPLOAD_TIMEOUT_S": "2", "NOTRACE_MAX_UPLOAD_MB": "8",
+                     "NOTRACE_MAX_INFLIGHT_MB": "16", "NOTRACE_CHILD_WALL_S": "10"},
+                    wrapper=[sys.executable, "-m", "tests.attack.hostile_server"])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def order(attack: dict) -> bytes:
+    """An upload that makes the hostile server's child run `attack`."""
+    return ATTACK_MAGIC + json.dumps(attack).encode()
+
+
+def server_pids(server: Server) -> tuple[int, int]:
+    """(server, fork server) pids of a running test server."""
+    proc = psutil.Process(server.proc.pid)
+    fork_servers = [c for c in proc.children() if "sandbox.forkserver" in " ".join(c.cmdline())]
+    assert len(fork_servers) == 1, fork_servers
+    return proc.pid, fork_servers[0].pid
+
+
+def memfds(pid: int) -> list[str]:
+    """The memfds a process holds open (their names say whose they are)."""
+    names = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/memfd:"):
+            names.append(target)
+    return names

@@ -14,6 +14,9 @@ import time
 from tests.sandbox import entries as sandbox_entries
 from tests.sandbox import hostile
 
+#: How an upload starts that is an attack order (tests.attack.child_entry).
+ATTACK_MAGIC = b"%ATTACK\n"
+
 
 def thread_flood(inputs, params):
     """Start threads until the kernel says no (a pids cgroup, RLIMIT_NPROC), hold them
@@ -84,6 +87,16 @@ def close_channel(inputs, params):
     if params.get("then") == "return":
         return [b"after close"]
     time.sleep(60)
+
+
+def answer(inputs, params):
+    """Answer params["outputs"], each a list of text pieces (a piece: a string, or
+    [string, times] repeated), then, if params["body_mb"], a body of that many MiB."""
+    outputs = ["".join(p if isinstance(p, str) else p[0] * p[1] for p in pieces).encode()
+               for pieces in params["outputs"]]
+    if params.get("body_mb"):
+        outputs.append(b"%PDF-" + bytes((params["body_mb"] << 20) - 5))
+    return outputs
 
 
 def dispatch(inputs, params):

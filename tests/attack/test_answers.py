@@ -1,0 +1,108 @@
+"""Whatever a child answers, over real HTTP: its manifest and body are attacker-chosen
+bytes. The client gets a 2xx or 4xx problem, never a 5xx; the server streams big
+bodies from the memfd and releases it when the client goes away mid-answer."""
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from tests.attack.conftest import fd_count, memfds, order, server_pids
+
+pytestmark = pytest.mark.timeout(60)
+
+_OK = {"media_type": "application/pdf", "filename": "document.pdf", "report": {}, "files": 1}
+
+
+def manifest(**fields) -> list:
+    """The text pieces of a manifest like a good one, with `fields` replaced (a value
+    given as pieces is spliced in raw)."""
+    pieces = ["{"]
+    for i, (key, value) in enumerate({**_OK, **fields}.items()):
+        pieces.append(("," if i else "") + json.dumps(key) + ":")
+        pieces.extend(value["raw"] if isinstance(value, dict) and "raw" in value
+                      else [json.dumps(value)])
+    return pieces + ["}"]
+
+
+def nested(depth: int) -> dict:
+    return {"raw": [['{"a":', depth], "1", ["}", depth]]}
+
+
+def post(server, outputs, body_mb: int = 0, operation: str = "compress"):
+    return server.post(operation, [order({"do": "answer", "outputs": outputs,
+                                          "body_mb": body_mb})])
+
+
+def test_a_deeply_nested_report_is_never_a_5xx(hostile_server):
+    """Every depth around the server's recursion limit (1000): json.loads of the manifest
+    and json.dumps of its report (the X-Notrace-Report header) run at different stack
+    depths, so a report that just decodes must not fail to encode."""
+    for depth in [*range(940, 1001), 5000]:
+        reply = post(hostile_server, [manifest(report=nested(depth)), ["%PDF-1.7 body"]])
+        assert reply.status < 500, (depth, reply.status, reply.body[:300])
+
+
+@pytest.mark.parametrize("outputs", [
+    [manifest(report={"x": float("nan")}), ["body"]],          # NaN/Infinity are "JSON"
+    [manifest(report={"raw": ['{"x":', "9" * 4300, "}"]}), ["body"]],
+    [manifest(report={"raw": ['{"x":', "9" * 4301, "}"]}), ["body"]],
+    [manifest(report={"x": "y" * 60_000}), ["body"]],            # too big for the header
+    [manifest(report={"x": "\u2028\ud800\r\n"}), ["body"]],
+    [manifest(filename="a\r\nSet-Cookie: x=1"), ["body"]],
+    [manifest(filename="../../etc/passwd"), ["body"]],
+    [manifest(media_type="text/html"), ["<script>"]],
+    [manifest(media_type={"raw": [["[", 100_000], ["]", 100_000]]}), ["body"]],
+    [manifest(files=2 ** 70), ["body"]],
+    [manifest(), ["a"], ["b"]],
+    [manifest()],
+    [],
+    [[["[", 30_000], ["]", 30_000]], ["body"]],
+    [['{"problem": ["malformed"], "detail": {"x": 1}}']],
+    [['{"problem": "busy", "detail": "\\r\\nX-Injected: 1"}']],
+    [['{"problem": "password_wrong", "detail": "\\ud800"}']],
+    [['{"problem": "bad_parameter", "detail": "' + "d" * 301 + '"}']],
+], ids=lambda outputs: json.dumps(outputs)[:50])
+def test_a_lying_manifest_is_never_a_5xx(hostile_server, outputs):
+    reply = post(hostile_server, outputs)
+    assert reply.status < 500, (reply.status, reply.body[:300])
+    assert "set-cookie" not in reply.headers and "x-injected" not in reply.headers
+    if reply.status >= 400:
+        assert reply.problem_type is not None
+
+
+def _request_head(server, body: bytes) -> bytes:
+    boundary = "attack-boundary"
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            "filename=\"a.pdf\"\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
+    return (f"POST /api/v1/compress HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+            f"boundary={boundary}\r\nContent-Length: {len(part)}\r\n\r\n").encode() + part
+
+
+def test_a_client_gone_mid_answer_releases_the_memfd(hostile_server):
+    """A 48 MiB answer, read for 1 MiB then abandoned, three times: the server's
+    descriptors and memfds are back to what they were; a full read gets every byte."""
+    server_pid, _ = server_pids(hostile_server)
+    request = _request_head(hostile_server, order(
+        {"do": "answer", "outputs": [manifest()], "body_mb": 48}))
+    assert hostile_server.get("/health").status == 200
+    before = fd_count(server_pid)
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", hostile_server.port), timeout=20) as s:
+            s.sendall(request)
+            got = 0
+            while got < 1 << 20:
+                chunk = s.recv(65536)
+                assert chunk, "the server closed before sending 1 MiB"
+                got += len(chunk)
+    deadline = time.monotonic() + 10
+    while fd_count(server_pid) > before or memfds(server_pid):
+        assert time.monotonic() < deadline, (fd_count(server_pid), before,
+                                             memfds(server_pid))
+        time.sleep(0.1)
+    reply = hostile_server.post("compress", [order(
+        {"do": "answer", "outputs": [manifest()], "body_mb": 48})])
+    assert reply.status == 200 and len(reply.body) == 48 << 20
+    assert reply.body.startswith(b"%PDF-")
