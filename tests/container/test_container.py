@@ -231,6 +231,28 @@ def test_the_sandbox_is_confined_inside_the_profile(service):
         assert layers[name]["available"], layers[name]
 
 
+PAGE = r"""
+import json, urllib.request
+out = {}
+for path in ("/", "/app.js", "/app.css"):
+    with urllib.request.urlopen("http://127.0.0.1:8000" + path, timeout=10) as r:
+        out[path] = [r.status, r.headers["Content-Type"], r.read().decode()]
+print(json.dumps(out))
+"""
+
+
+def test_the_web_page_and_its_assets_are_in_the_image(service):
+    """app.js and app.css are package data: the installed (not editable) package has them."""
+    served = _json(service.probe(PAGE))
+    assert served["/"][:2] == [200, "text/html; charset=utf-8"]
+    assert 'src="/app.js"' in served["/"][2]
+    static = ROOT / "notrace" / "web" / "static"
+    for name, media_type in (("app.js", "text/javascript"), ("app.css", "text/css")):
+        status, content_type, body = served[f"/{name}"]
+        assert status == 200 and content_type.startswith(media_type)
+        assert body == (static / name).read_text()
+
+
 def test_a_real_merge_over_http_inside_the_container(service):
     out = service.workload("merge")
     assert out["status"] == 200 and not out["bad"], out
