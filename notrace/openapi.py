@@ -15,7 +15,12 @@ from notrace.uploads import max_files, secret_header, takes_raw_pdf
 __all__ = ["build"]
 
 # Statuses an operation request may answer, besides 200.
-_OPERATION_FAILURES = (400, 408, 413, 415, 422, 500, 503)
+_OPERATION_FAILURES = (400, 401, 408, 413, 415, 422, 429, 500, 503)
+# Answers that carry a header of their own (401: the challenge; 429 and 503: when to retry).
+_PROBLEM_HEADERS = {401: "WWW-Authenticate", 429: "Retry-After", 503: "Retry-After"}
+# With API keys on (NOTRACE_API_KEYS_FILE), every endpoint but these needs a key.
+_OPEN = [{}]
+_KEYED = [{}, {"bearer": []}, {"apiKey": []}]
 _BINARY = {"type": "string", "format": "binary"}
 
 
@@ -36,7 +41,8 @@ def _problem_responses(statuses: Iterable[int]) -> dict:
         slugs = sorted(t.slug for t in TYPES.values() if t.status == status)
         out[str(status)] = {
             "description": "Problem: " + ", ".join(f"`{s}`" for s in slugs),
-            "headers": {"Retry-After": {"schema": {"type": "string"}}} if status == 503 else {},
+            "headers": ({_PROBLEM_HEADERS[status]: {"schema": {"type": "string"}}}
+                        if status in _PROBLEM_HEADERS else {}),
             "content": {PROBLEM: {"schema": _ref("Problem")}},
         }
     return out
@@ -101,7 +107,13 @@ def _components() -> dict:
                     "properties": {"name": {"type": "string"}, "type": {"type": "string"},
                                    "description": {"type": "string"},
                                    "required": {"type": "boolean"}}}
-    return {"schemas": {
+    return {"securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "An API key (`notrace keys new NAME`), needed only when the "
+                                  "server runs with NOTRACE_API_KEYS_FILE."},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                   "description": "The same key in its own header."},
+    }, "schemas": {
         "Problem": {
             "type": "object", "required": ["type", "title", "status", "detail", "instance"],
             "properties": {
@@ -154,7 +166,12 @@ def build(operations: dict[str, Operation]) -> dict:
         {"503": {"description": "Not ready (starting, restarting or stopping).",
                  "content": {"application/json": {"schema": _ref("Readiness")}}}})
     paths["/metrics"] = _get("Prometheus metrics.", "text/plain", {"type": "string"})
+    for path in ("/api/v1/operations", "/ready", "/metrics"):
+        paths[path]["get"]["responses"].update(_problem_responses((401,)))
+    for path in ("/openapi.json", "/docs", "/", "/health"):
+        paths[path]["get"]["security"] = _OPEN
     paths["/problems/{slug}"] = {"get": {
+        "security": _OPEN,
         "summary": "What a problem type means.", "tags": ["service"],
         "parameters": [{"name": "slug", "in": "path", "required": True,
                         "schema": {"type": "string"}}],
@@ -169,5 +186,6 @@ def build(operations: dict[str, Operation]) -> dict:
                                 "fresh, confined, single-use child process; nothing is "
                                 "written to disk or to a log."},
         "paths": paths,
+        "security": _KEYED,
         "components": _components(),
     }

@@ -202,3 +202,21 @@ def test_keys_are_off_by_default_and_nothing_asks_for_one(server):
         assert reply.status != 401 and "www-authenticate" not in reply.headers, (method, path)
     assert server.post("info", [make_pdf(1)]).status == 200
     assert server.get("/no/such/path").status == 404
+
+
+def test_openapi_declares_the_keys_and_their_answers():
+    from notrace.openapi import build
+    from notrace.operations import OPERATIONS
+    spec = build(OPERATIONS)
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearer"]["scheme"] == "bearer" and schemes["apiKey"]["name"] == "X-API-Key"
+    assert {} in spec["security"]                  # keys are optional: off by default
+    for name in OPERATIONS:
+        responses = spec["paths"][f"/api/v1/{name}"]["post"]["responses"]
+        assert "WWW-Authenticate" in responses["401"]["headers"]
+        assert "Retry-After" in responses["429"]["headers"]
+    for path, item in spec["paths"].items():
+        is_open = item["get"].get("security") == [{}] if "get" in item else False
+        assert is_open == (path in auth.OPEN_ROUTES), path
+        if not is_open and "get" in item:
+            assert "401" in item["get"]["responses"], path
