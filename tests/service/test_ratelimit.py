@@ -91,6 +91,15 @@ def test_addresses_are_buckets_when_keys_are_off(open_server):
 
 
 @pytest.mark.timeout(60)
+def test_an_ipv6_client_is_its_slash_64(open_server):
+    server = open_server
+    same = [f"2001:db8:5:6::{i}" for i in range(1, 5)]      # one /64, four addresses
+    statuses = [_nosuch(server, {"X-Forwarded-For": ip}, TRUSTED).status for ip in same]
+    assert statuses == [404, 404, 404, 429], statuses
+    assert _nosuch(server, {"X-Forwarded-For": "2001:db8:5:7::1"}, TRUSTED).status == 404
+
+
+@pytest.mark.timeout(60)
 def test_a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(open_server):
     server = open_server
     statuses = [_nosuch(server, {"X-Forwarded-For": f"203.0.113.{i}"}, UNTRUSTED).status
