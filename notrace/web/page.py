@@ -31,6 +31,8 @@ ASSET_TYPES = {"app.js": "text/javascript; charset=utf-8",
 NOTICE = ("Your files are processed in memory by a single-use sandboxed process and never "
           "stored: not on disk, not in a log. The answer comes straight back to this browser.")
 _TYPE_WORDS = {"application/pdf": "PDF", "image/jpeg": "JPEG", "image/png": "PNG"}
+#: File name endings the picker offers besides the media types (some systems go by name).
+_ENDINGS = {"application/pdf": (".pdf",), "image/jpeg": (".jpg", ".jpeg"), "image/png": (".png",)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +57,8 @@ def _files_hint(op: Operation) -> str:
 
 
 def _option(op: Operation, selected: bool) -> str:
-    accept = ",".join(op.inputs.media_types)
+    types = op.inputs.media_types
+    accept = ",".join((*types, *(e for m in types for e in _ENDINGS.get(m, ()))))
     return (f'<option value="{escape(op.name)}" data-min="{op.inputs.min}" '
             f'data-max="{max_files(op)}" data-accept="{escape(accept)}" '
             f'data-output="{escape(op.output)}" data-summary="{escape(op.summary)}" '

@@ -146,6 +146,13 @@ def test_controls_come_from_the_declarations(page):
             else:
                 assert c["type"] == "text" and c["value"] == (default or "")
             assert c["required"] == (param.required and param.kind != "boolean")
+    picker = page.find_element(By.ID, "files")
+    for op in OPERATIONS.values():
+        choose(page, op.name)
+        accepted = picker.get_attribute("accept").split(",")
+        assert set(op.inputs.media_types) <= set(accepted)
+        assert picker.get_property("multiple") == (op.inputs.max > 1)
+        assert page.find_element(By.ID, "summary").text == op.summary
 
 
 def test_every_control_is_labelled(page, tmp_path):
