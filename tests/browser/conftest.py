@@ -6,8 +6,10 @@ driver's path and SE_OFFLINE, so Selenium Manager never looks for (or downloads)
 or a driver. Where no browser can start, the tests are skipped with the reason; with
 NOTRACE_REQUIRE_BROWSER=1 (CI: .ci/run) they fail instead.
 
-One server and one browser for the session; each test gets a fresh page (`page`) with its
-own download directory under pytest's tmp_path.
+One server and one browser per test module (the browser quits before other modules run,
+so nothing of it runs during tests/service's zero-trace checks); its profile and its
+temporary files (TMPDIR) are in pytest's tmp dir, never /tmp. Each test gets a fresh page
+(`page`) with its own download directory under pytest's tmp_path.
 """
 from __future__ import annotations
 
@@ -28,16 +30,16 @@ CHROMEDRIVER = os.environ.get("NOTRACE_TEST_CHROMEDRIVER", "/usr/bin/chromedrive
 WAIT_S = 30
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def web_server():
     server = Server().start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    """The session's headless Chromium (no network use: only the loopback server)."""
+    """This module's headless Chromium (no network use: only the loopback server)."""
     from selenium import webdriver   # importable: test_page.py checked
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
@@ -48,16 +50,18 @@ def driver(tmp_path_factory):
     os.environ["SE_OFFLINE"] = "true"   # never let Selenium Manager reach out
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-                "--disable-extensions", "--disable-background-networking",
+    # --no-sandbox: Chromium's own sandbox refuses to run as root (CI runs as root).
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--window-size=1000,1200",
                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(arg)
     options.add_experimental_option("prefs", {"download.prompt_for_download": False,
                                               "safebrowsing.enabled": False})
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(executable_path=CHROMEDRIVER, log_output=os.devnull)
+    scratch = tmp_path_factory.mktemp("chromium-tmp")
+    service = Service(executable_path=CHROMEDRIVER, log_output=os.devnull,
+                      env={**os.environ, "TMPDIR": str(scratch)})
     try:
         browser = webdriver.Chrome(service=service, options=options)
     except WebDriverException as exc:
