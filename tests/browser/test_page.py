@@ -20,7 +20,8 @@ from notrace.operations import OPERATIONS
 from notrace.problems import TYPES
 from notrace.web import NOTICE, PAGE_CSP
 from tests.browser.conftest import BROWSER, WAIT_S
-from tests.pdfs import make_active_pdf, make_image_png, make_pdf, page_texts
+from tests.pdfs import (make_active_pdf, make_image_jpeg, make_image_png, make_pdf,
+                        page_texts)
 from tests.service.access import write_keys
 from tests.service.server import Server
 
@@ -193,6 +194,19 @@ def test_merge_two_files_reordered_with_the_keyboard(page, web_server, tmp_path,
     assert page_texts(result.read_bytes()) == ["B page 1", "A page 1", "A page 2"]
     assert page.find_element(By.ID, "progress").get_attribute("value") == "100"
     assert page.find_element(By.ID, "download").get_attribute("download") == expected_name
+
+
+def test_images_to_pdf_in_the_order_listed(page, tmp_path, downloads):
+    wide = written(tmp_path, "wide.png", make_image_png(60, 20))
+    tall = written(tmp_path, "tall.jpg", make_image_jpeg(20, 60))
+    choose(page, "from-images")
+    add_files(page, wide, tall)
+    page.find_element(By.CSS_SELECTOR, 'button[aria-label="Move wide.png down"]').click()
+    assert listed(page) == ["tall.jpg", "wide.png"]
+    run_and_wait(page)
+    with pikepdf.open(downloaded(downloads)) as pdf:
+        sizes = [tuple(float(v) for v in p.mediabox[2:]) for p in pdf.pages]
+    assert sizes[0][0] < sizes[0][1] and sizes[1][0] > sizes[1][1]  # tall, then wide
 
 
 def test_dropped_files_join_the_list(page):
