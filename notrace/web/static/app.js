@@ -189,6 +189,7 @@
     $("problem-detail").textContent = detail || "";
     problem.hidden = false;
     status.textContent = "";
+    problem.scrollIntoView({ block: "nearest" });
   }
 
   function filenameOf(xhr) {
@@ -242,6 +243,7 @@
       pre.hidden = false;
     }
     result.hidden = false;
+    result.scrollIntoView({ block: "nearest" });
     status.textContent = "Done: " + name + " (" + sizeText(xhr.response.size) + ").";
     download.click();  // saves it under its own name
   }
