@@ -34,9 +34,11 @@ __all__ = ["text", "MAX_PAGE_CHARS", "MAX_TEXT_CHARS"]
 MAX_PAGE_CHARS = 200_000
 #: Characters of the whole answer (about 100 MB of JSON at most; 5,000 dense pages fit).
 MAX_TEXT_CHARS = 50_000_000
-#: What PDFium puts for a hyphen that breaks a word at the end of a line (the line
-#: break itself is dropped): written back as the hyphen and the break.
+#: What PDFium puts for a hyphen that breaks a word at the end of a line, dropping the
+#: line break (U+FFFE in the page's text, U+0002 as that character's code): written back
+#: as the hyphen and the break.
 _PDFIUM_HYPHEN = "\ufffe"
+_PDFIUM_HYPHEN_CODE = 0x02
 _MAX_CODE_POINT = 0x10FFFF
 
 
@@ -125,11 +127,12 @@ def _words(raw_text_page, count: int) -> list[dict]:
         edges[:] = [math.inf, math.inf, -math.inf, -math.inf]
 
     for i in range(count):
-        char = _char(unicode_of(raw_text_page, i))
-        if char.isspace() or char == "\x00":
+        code = unicode_of(raw_text_page, i)
+        char = _char(code)
+        if char.isspace() or code == 0:
             flush()
             continue
-        hyphen = char == _PDFIUM_HYPHEN
+        hyphen = code == _PDFIUM_HYPHEN_CODE or char == _PDFIUM_HYPHEN
         chars.append("-" if hyphen else char)
         if box_of(raw_text_page, i, rect):
             x0, x1 = sorted((rect.left, rect.right))
