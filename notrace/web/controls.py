@@ -7,13 +7,15 @@ default's TEXT form (the same text the JSON Schema gives, Param.json_schema()), 
 sends a parameter only when its value differs from it: an untouched parameter stays
 absent and the server applies its own default (and `one_of` counts only what is given).
 Secrets are password inputs (never autocompleted) and go in the multipart body, never in
-the URL.
+the URL. An optional text parameter for which an empty value means something other than
+absence (the declaration accepts "" and has no default: metadata's "an empty value
+deletes it") also gets a checkbox that sends it empty.
 """
 from __future__ import annotations
 
 from html import escape
 
-from notrace.operations.spec import Operation, Param
+from notrace.operations.spec import Operation, Param, ParamError
 
 __all__ = ["control", "control_id"]
 
@@ -71,6 +73,24 @@ def _input(param: Param, ident: str, common: dict, default: str | None) -> str:
     return f"<input{_attrs(id=ident, **attrs, **common)}>"
 
 
+def _empty_is_a_value(param: Param) -> bool:
+    """Whether "" is a value of its own for `param` (accepted, and not its default)."""
+    if param.kind != "string" or param.default is not None:
+        return False
+    try:
+        param.parse("")
+    except ParamError:
+        return False
+    return True
+
+
+def _empty_switch(ident: str, param: Param) -> str:
+    label = escape(f"Send {param.name.replace('_', ' ')} empty")
+    return (f'<div class="check empty">'
+            f'<input{_attrs(type="checkbox", id=f"{ident}-empty", data_empty_for=ident)}>'
+            f'<label for="{ident}-empty">{label}</label></div>')
+
+
 def control(op: Operation, param: Param) -> str:
     """The labelled control of `param`, with its help text."""
     ident = control_id(op, param)
@@ -99,5 +119,6 @@ def control(op: Operation, param: Param) -> str:
     if param.kind == "boolean":
         return (f'<div class="{kind_class}">{widget}<label for="{ident}">{label}</label>'
                 f'<p class="help" id="{help_id}">{help_text}</p></div>')
+    switch = _empty_switch(ident, param) if _empty_is_a_value(param) else ""
     return (f'<div class="{kind_class}"><label for="{ident}">{label}</label>{widget}'
-            f'<p class="help" id="{help_id}">{help_text}</p></div>')
+            f'{switch}<p class="help" id="{help_id}">{help_text}</p></div>')

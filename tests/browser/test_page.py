@@ -263,6 +263,26 @@ def test_report_shown_in_words(page, tmp_path, downloads):
     assert downloaded(downloads).suffix == ".pdf"
 
 
+def test_metadata_set_one_field_and_delete_another(page, tmp_path, downloads):
+    """Empty deletes, absent keeps: "send empty" is the page's way to say empty."""
+    with pikepdf.open(io.BytesIO(make_pdf(1))) as pdf:
+        pdf.docinfo["/Title"] = "Old title"
+        pdf.docinfo["/Subject"] = "Kept subject"
+        source = io.BytesIO()
+        pdf.save(source)
+    choose(page, "metadata")
+    add_files(page, written(tmp_path, "titled.pdf", source.getvalue()))
+    page.find_element(By.ID, "p-metadata-author").send_keys("Ann Author")
+    page.find_element(By.CSS_SELECTOR, "label[for=p-metadata-title-empty]").click()
+    assert not page.find_element(By.ID, "p-metadata-title").is_enabled()
+    assert page.find_elements(By.ID, "p-crop-box-empty") == []
+    run_and_wait(page)
+    with pikepdf.open(downloaded(downloads)) as pdf:
+        info = {str(k): str(v) for k, v in pdf.docinfo.items()}
+    assert "/Title" not in info or info["/Title"] == ""
+    assert info["/Author"] == "Ann Author" and info["/Subject"] == "Kept subject"
+
+
 def test_secret_parameter_encrypts_and_stays_out_of_logs(page, web_server, tmp_path,
                                                          downloads):
     secret = "page-secret-7f3a"

@@ -162,7 +162,15 @@
       data.append("file", file, file.name);
     }
     const fieldset = $("params-" + operation.value);
-    for (const control of fieldset.querySelectorAll("input, select")) {
+    const empty = new Set();  // the parameters to send as "" (their "send empty" is on)
+    for (const check of fieldset.querySelectorAll("input[data-empty-for]:checked")) {
+      empty.add(check.dataset.emptyFor);
+    }
+    for (const control of fieldset.querySelectorAll("input[name], select[name]")) {
+      if (empty.has(control.id)) {
+        data.append(control.name, "");
+        continue;
+      }
       const value = valueOf(control);
       // Only what differs from the declared default, so optional parameters left alone
       // stay absent (one_of counts what is given). Secrets too go as text parts.
@@ -312,6 +320,11 @@
     event.preventDefault();
     if (!form.reportValidity()) return;
     send();
+  });
+  // "Send empty" greys out the text it replaces.
+  form.addEventListener("change", (event) => {
+    const target = event.target.dataset && event.target.dataset.emptyFor;
+    if (target) $(target).disabled = event.target.checked;
   });
   operation.addEventListener("change", showOperation);
   showOperation();
