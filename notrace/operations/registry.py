@@ -3,6 +3,7 @@ OpenAPI) and by child.py (dispatch). Pure data: no PDF library is imported here.
 from __future__ import annotations
 
 from notrace.operations.boxes import BOX_PATTERN, MAX_POINTS, check_crop
+from notrace.operations.paper import GRIDS, ORIENTATIONS, PAPER_PATTERN, parse_paper
 from notrace.operations.spec import Inputs, Operation, Param, ParamError
 
 __all__ = ["OPERATIONS", "MAX_MERGE_INPUTS", "MAX_IMAGE_INPUTS"]
@@ -171,5 +172,70 @@ _DECLARED = (
               "pdf", f"{_PKG}.images:from_images"),
 )
 
+
+
+def _paper(name: str, what: str, default: str | None) -> Param:
+    return Param(name, "string", f"{what}: A3, A4, A5, Letter, Legal (any case), or "
+                 'width x height in millimetres or points ("210x297mm", "595x842pt").',
+                 default=default, max_length=24, pattern=PAPER_PATTERN)
+
+
+def _check_paper(*names: str):
+    """An Operation.check: each named paper size parses (sides within the PDF limits)."""
+    def check(values: dict) -> None:
+        for name in names:
+            if values[name] is not None:
+                parse_paper(values[name], param=name)
+    return check
+
+
+_ORIENTATION = Param("orientation", "enum", "Orientation of the paper size: auto (a named "
+                     "size turned as the page is, or as suits the layout; WxH as "
+                     "written), portrait or landscape.",
+                     default="auto", choices=ORIENTATIONS)
+_MARGIN = Param("margin", "number", "Points of space around the sheet's edges and between "
+                "its pages.", default=0.0, minimum=0, maximum=200)
+_BORDER = Param("border", "boolean", "Draw a thin line around each page placed.",
+                default=False)
+_TWO_PDFS = Inputs(min=2, max=2)
+_COMPOSING = (
+    Operation("overlay", "Draw the pages of a second PDF (the second file) over or under "
+              "the pages of the first: letterheads, backgrounds.", _TWO_PDFS,
+              (Param("mode", "enum", "overlay: drawn over the page's content; underlay: "
+                     "under it.", default="overlay", choices=("overlay", "underlay")),
+               PAGES_ALL,
+               Param("repeat", "enum", "When the second PDF has fewer pages than are "
+                     "selected: last (its last page again), cycle (from its first page "
+                     "again) or none (the rest get nothing).", default="last",
+                     choices=("last", "cycle", "none")),
+               PASSWORD),
+              "pdf", f"{_PKG}.compose:overlay"),
+    Operation("scale", "Resize pages to a paper size or by a factor; content, annotations "
+              "and boxes stay in place relative to the page.", _ONE_PDF,
+              (_paper("size", "Target size, as the page is shown", None),
+               Param("factor", "number", "Scale factor instead of a size (2: twice as "
+                     "wide and high).", default=None, minimum=0.01, maximum=100),
+               Param("fit", "enum", "How the page fills the size: contain (whole page, "
+                     "centred, aspect kept), cover (size filled, aspect kept, overflow "
+                     "cut), stretch (both sides fitted).", default="contain",
+                     choices=("contain", "cover", "stretch")),
+               _ORIENTATION, PAGES_ALL, PASSWORD),
+              "pdf", f"{_PKG}.scale:scale", one_of=("size", "factor"),
+              check=_check_paper("size")),
+    Operation("nup", "Several pages on each sheet (N-up).", _ONE_PDF,
+              (Param("per_sheet", "integer", "Pages per sheet.", default=4,
+                     choices=tuple(GRIDS)),
+               Param("order", "enum", "rows: left to right, then down; columns: top to "
+                     "bottom, then right.", default="rows", choices=("rows", "columns")),
+               _paper("sheet", "Sheet size", "A4"), _ORIENTATION, _MARGIN, _BORDER,
+               PASSWORD),
+              "pdf", f"{_PKG}.compose:nup", check=_check_paper("sheet")),
+    Operation("booklet", "Impose for saddle-stitch printing: two pages per sheet side in "
+              "folding order, blank pages added to a multiple of four.", _ONE_PDF,
+              (_paper("sheet", "Sheet size (laid landscape)", "A4"), _MARGIN, _BORDER,
+               PASSWORD),
+              "pdf", f"{_PKG}.compose:booklet", check=_check_paper("sheet")),
+)
+
 #: All operations, by name (insertion order is the catalogue's order).
-OPERATIONS: dict[str, Operation] = {op.name: op for op in _DECLARED}
+OPERATIONS: dict[str, Operation] = {op.name: op for op in _DECLARED + _COMPOSING}

@@ -46,6 +46,11 @@ def test_every_operation_runs_confined(tmp_path):
         ([form], "flatten", {}),
         ([png, jpeg, gray], "from-images", {"page_size": "a4"}),
         ([png, jpeg, gray], "from-images", {}),
+        ([doc, active], "overlay", {"mode": "underlay", "repeat": "cycle"}),
+        ([doc], "scale", {"size": "210x297mm", "fit": "stretch"}),
+        ([active], "scale", {"factor": "0.5"}),
+        ([doc], "nup", {"per_sheet": "6", "border": "true", "margin": "5"}),
+        ([doc], "booklet", {"sheet": "Legal"}),
     ]
     # Documents with images for images/compress: made by from-images, read back here.
     images_doc = save("images.pdf", _from_images([png, jpeg, gray]))

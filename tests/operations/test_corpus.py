@@ -25,7 +25,9 @@ OTHER_OPS = {"split": {"every": "1"}, "select": {"pages": "-1,1"},
            "linearize": {}, "text": {}, "metadata": {"title": "t", "author": ""},
            "encrypt": {"password": "x"}, "decrypt": {"password": "x"},
            "watermark": {"text": "W (x)"}, "number": {"format": "{n} / {total}"},
-           "flatten": {}, "merge": {}, "crop": {"left": "10", "top": "10"}}
+           "flatten": {}, "merge": {}, "crop": {"left": "10", "top": "10"},
+           "overlay": {"repeat": "cycle"}, "scale": {"size": "A4", "fit": "cover"},
+           "nup": {"per_sheet": "16", "border": "true"}, "booklet": {"margin": "10"}}
 
 
 def corpus_files() -> list[str]:

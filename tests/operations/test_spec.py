@@ -13,7 +13,8 @@ from notrace.operations.problems import PROBLEMS, Problem
 
 EXPECTED = {"merge", "split", "select", "delete", "rotate", "compress", "linearize", "info",
             "metadata", "sanitize", "encrypt", "decrypt", "watermark", "number", "flatten",
-            "repair", "text", "images", "from-images", "crop"}
+            "repair", "text", "images", "from-images", "crop", "overlay", "scale", "nup",
+            "booklet"}
 
 
 def test_registry_is_complete_and_resolvable():

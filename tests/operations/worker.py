@@ -93,7 +93,8 @@ def main() -> None:
 
     warm_up()
     # Either every file through every op, or explicit jobs {"files": [...], "op", "raw"}.
-    jobs = [([f] * (2 if op == "merge" else 1), op, raw) for f in config.get("files", ())
+    jobs = [([f] * (2 if op in ("merge", "overlay") else 1), op, raw)
+            for f in config.get("files", ())
             for op, raw in config.get("ops", {}).items()]
     jobs += [(j["files"], j["op"], j.get("raw", {})) for j in config.get("jobs", ())]
     # Read and validate everything before confining.

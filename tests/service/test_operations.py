@@ -83,6 +83,10 @@ CASES = {
     "flatten": ([_THREE], {}, _check_pdf(3)),
     "images": ([_THREE], {}, _check_zip(0)),
     "from-images": ([make_image_png(), make_image_jpeg()], {}, _check_pdf(2)),
+    "overlay": ([_THREE, make_pdf(1)], {"mode": "underlay"}, _check_pdf(3)),
+    "scale": ([_THREE], {"size": "A5"}, _check_pdf(3)),
+    "nup": ([_THREE], {"per_sheet": "2"}, _check_pdf(2)),
+    "booklet": ([_THREE], {}, _check_pdf(2)),
 }
 
 
