@@ -30,6 +30,7 @@
   let files = [];        // the chosen File objects, in the order they will be sent
   let apiKey = "";       // memory only
   let resultUrl = null;  // the blob: URL of the last answer (revoked when replaced)
+  const SHOW_JSON_BYTES = 1 << 20;  // bigger JSON answers are only saved, not shown
 
   function chosen() {
     return operation.options[operation.selectedIndex];
@@ -245,7 +246,7 @@
     download.textContent = "Download " + name + " again";
     showReport(xhr);
     const type = xhr.getResponseHeader("Content-Type") || "";
-    if (type.startsWith("application/json")) {
+    if (type.startsWith("application/json") && xhr.response.size <= SHOW_JSON_BYTES) {
       const pre = $("json-result");
       pre.textContent = JSON.stringify(JSON.parse(await xhr.response.text()), null, 2);
       pre.hidden = false;
