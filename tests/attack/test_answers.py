@@ -106,3 +106,30 @@ def test_a_client_gone_mid_answer_releases_the_memfd(hostile_server):
         {"do": "answer", "outputs": [manifest()], "body_mb": 48})])
     assert reply.status == 200 and len(reply.body) == 48 << 20
     assert reply.body.startswith(b"%PDF-")
+
+
+def test_a_client_that_stops_reading_loses_its_answer_at_the_deadline(hostile_server):
+    """Ask for a 48 MiB answer and read nothing: at NOTRACE_ANSWER_TIMEOUT_S (3 s) the
+    server drops the connection and its memfd; meanwhile /health answers, and then an
+    innocent request is served."""
+    server_pid, _ = server_pids(hostile_server)
+    request = _request_head(hostile_server, order(
+        {"do": "answer", "outputs": [manifest()], "body_mb": 48}))
+    assert hostile_server.get("/health").status == 200
+    before = fd_count(server_pid) + 1                # + the connection itself
+    with socket.create_connection(("127.0.0.1", hostile_server.port), timeout=20) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(request)
+        started = time.monotonic()
+        while not memfds(server_pid):
+            assert time.monotonic() - started < 10, "the answer never started"
+            time.sleep(0.05)
+        assert hostile_server.get("/health", timeout=2).status == 200
+        while memfds(server_pid):
+            assert time.monotonic() - started < 3 + 5, "the answer's memfd is pinned"
+            time.sleep(0.1)
+        # (What the kernel had queued before the server closed still trickles in.)
+        assert fd_count(server_pid) <= before
+    reply = hostile_server.post("compress", [order(
+        {"do": "answer", "outputs": [manifest()], "body_mb": 1})])
+    assert reply.status == 200 and len(reply.body) == 1 << 20

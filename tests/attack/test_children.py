@@ -124,3 +124,24 @@ def test_a_forged_count_of_two_to_the_63_is_refused(box, no_leaks):
     params = {"do": "forge_trailer", "lengths": [], "count": 2 ** 63}
     result = hostile_beside_innocent(box, params)
     assert result.status == "crashed", result
+
+
+@pytest.mark.parametrize("do, expected", [
+    ("fork", {"violation"}), ("kill_parent", {"violation", "error"}),
+    ("execve", {"violation", "error"}), ("segfault", {"crashed"}), ("exit3", {"crashed"}),
+])
+def test_escape_attempts_end_their_job_only(box, no_leaks, do, expected):
+    result = hostile_beside_innocent(box, {"do": do})
+    assert result.status in expected, result
+    result.close()
+
+
+def test_a_hundred_thousand_empty_outputs_cost_the_loop_little(box, no_leaks):
+    """The largest table the server accepts (MAX_OUTPUTS spans), read on the event loop."""
+    from sandbox import trailer
+    started = time.monotonic()
+    result = hostile_beside_innocent(box, {"do": "forge_trailer",
+                                           "lengths": [0] * trailer.MAX_OUTPUTS})
+    assert result.status == "ok" and len(result.outputs) == trailer.MAX_OUTPUTS
+    result.close()
+    assert time.monotonic() - started < 2

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.attack.conftest import fd_count, memfds, server_pids
+from tests.attack.conftest import fd_count, memfds, order, server_pids
+from tests.attack.test_answers import _request_head, manifest
 from tests.pdfs import make_encrypted_pdf, make_pdf
 from tests.service.server import multipart
 
@@ -201,3 +202,37 @@ def test_requests_racing_a_fork_server_restart_get_200_or_503(hostile_server):
         time.sleep(0.1)
     assert hostile_server.post("compress", [PDF]).status == 200
     assert server_pids(hostile_server)[0] == server_pid
+
+
+def test_slow_request_heads_are_dropped_and_health_answers(hostile_server, unchanged):
+    """40 connections trickle a request head one byte every 0.2 s: each is closed by
+    the head deadline (NOTRACE_UPLOAD_TIMEOUT_S, 2 s) at the latest; /health answers."""
+    trickle = b"POST /api/v1/compress HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        started = time.monotonic()
+        crowd = [pool.submit(exchange, hostile_server, b"P", trickle=trickle[1:],
+                             every_s=0.2, timeout_s=12) for _ in range(40)]
+        time.sleep(0.5)
+        assert hostile_server.get("/health", timeout=2).status == 200
+        for future in crowd:
+            assert set(future.result()) <= {400, 408}
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("when", ["mid-upload", "during-the-job"])
+def test_a_client_that_hangs_up_leaves_nothing_behind(hostile_server, unchanged, when):
+    """Hang up after half the declared body, or right after sending all of it while the
+    job runs (its 8 MiB answer then has nobody to go to): memfds and budget come back."""
+    if when == "mid-upload":
+        raw = head(Content_Type="application/pdf", Content_Length=1 << 20) + PDF
+    else:
+        raw = _request_head(hostile_server, order(
+            {"do": "answer", "outputs": [manifest()], "body_mb": 8}))
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", hostile_server.port), timeout=5) as s:
+            s.sendall(raw)
+            time.sleep(0.2)
+    # The budget is whole again: a 7 MiB upload (of the 16 MiB budget) goes through.
+    reply = hostile_server.request("POST", "/api/v1/compress", PDF + b"\n" * (7 << 20),
+                                   {"Content-Type": "application/pdf"})
+    assert reply.status == 200, (reply.status, reply.body[:200])
