@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 import unicodedata
 
 import pikepdf
@@ -241,10 +242,23 @@ async def test_the_engines_agree_on_the_corpus_and_never_fail():
     files = sorted(CORPUS.glob("*.pdf"))
     if not files:
         pytest.skip(f"no corpus at {CORPUS}")
-    jobs = [(path.read_bytes(), {"engine": engine}) for path in files for engine in ENGINES]
+    variants = [{"engine": engine} for engine in ENGINES] + [{"layout": "boxes"}]
+    jobs = [(path.read_bytes(), raw) for path in files for raw in variants]
     answers = await _run_all(jobs)
-    by_file = {path.name: dict(zip(ENGINES, answers[2 * i:2 * i + 2]))
+    n = len(variants)
+    by_file = {path.name: dict(zip(ENGINES, answers[n * i:n * i + 2]))
                for i, path in enumerate(files)}
+    boxes = {path.name: answers[n * i + 2] for i, path in enumerate(files)}
+    for name, answer in boxes.items():
+        if isinstance(answer, HttpProblem):
+            assert answer.type.status < 500, (name, answer.type.slug)
+            assert isinstance(by_file[name]["pdfium"], HttpProblem), name
+            continue
+        assert [p["text"] for p in answer["pages"]] == [
+            p["text"] for p in by_file[name]["pdfium"]["pages"]], name
+        for word in (w for p in answer["pages"] for w in p["words"]):
+            assert word["x0"] <= word["x1"] and word["y0"] <= word["y1"], (name, word)
+            assert all(math.isfinite(word[k]) for k in ("x0", "y0", "x1", "y1")), name
     failures = {(name, engine): f"{a.type.status} {a.type.slug}"
                 for name, got in by_file.items() for engine, a in got.items()
                 if isinstance(a, HttpProblem) and a.type.status >= 500}
