@@ -14,7 +14,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from notrace import auth, cors, hygiene, keys, ratelimit
+from notrace import auth, cors, hygiene, keys, pipeline, ratelimit
 from notrace.admission import Admission
 from notrace.docs import render_docs
 from notrace.jobs import ENTRY, sandbox_limits
@@ -89,7 +89,8 @@ def make_app(settings: Settings) -> web.Application:
     app[keys.DOCS] = render_docs(spec)
     app[keys.PAGE] = build_page(OPERATIONS)
     app[keys.CATALOGUE] = json.dumps(
-        {"operations": [op.describe() for op in OPERATIONS.values()]},
+        {"operations": [op.describe() for op in OPERATIONS.values()],
+         "pipeline": pipeline.describe()},
         ensure_ascii=True).encode()
     app.on_response_prepare.append(security_headers)
     if settings.cors_origins:

@@ -17,7 +17,7 @@ import sys
 
 from aiohttp import web
 
-from notrace import auth, hygiene, settings as settings_mod
+from notrace import auth, hygiene, pipeline, settings as settings_mod
 from notrace.admission import raise_nofile_limit
 from notrace.app import make_app, make_sandbox
 from notrace.jobs import Answer, BadManifest, interpret, job_params
@@ -59,6 +59,14 @@ def _add_run_parsers(run: argparse.ArgumentParser, parent: argparse.ArgumentPars
                             f"({', '.join(op.inputs.media_types)}).")
         p.add_argument("-o", "--output", required=True, metavar="OUT",
                        help="Where to write the result ('-' for standard output).")
+    p = ops.add_parser(pipeline.NAME, help=pipeline.PIPELINE.summary,
+                       description=pipeline.PIPELINE.summary, parents=[parent])
+    p.add_argument("--steps", dest="param:steps", metavar="JSON", required=True,
+                   help=pipeline.STEPS_PARAM.description)
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="The input files of the first step, in order.")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="Where to write the last step's result ('-' for standard output).")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,13 +159,25 @@ def _read_inputs(op: Operation, paths: list[str]) -> list[MemFile]:
     return files
 
 
-def run(settings, args: argparse.Namespace) -> int:
+def _job(settings, args: argparse.Namespace) -> tuple[Operation, dict, object, int]:
+    """(the answering operation, the job's params, its limits, its manifest's page budget)
+    for `notrace run`, validated exactly as the HTTP service validates."""
+    if args.operation == pipeline.NAME:
+        steps = pipeline.validate({"steps": getattr(args, "param:steps")}, len(args.files))
+        return (steps.last, steps.job_params(settings.max_pages), steps.limits(),
+                steps.manifest_pages(settings.max_pages))
     op = OPERATIONS[args.operation]
     raw = {p.name: getattr(args, f"param:{p.name}") for p in op.params
            if getattr(args, f"param:{p.name}") is not None}
+    return op, job_params(op, op.validate(raw), settings), op.limits, settings.max_pages
+
+
+def run(settings, args: argparse.Namespace) -> int:
     try:
-        validated = op.validate(raw)
-        files = _read_inputs(op, args.files)
+        op, params, limits, manifest_pages = _job(settings, args)
+        # A pipeline's files are those of its first step (the steps part is checked).
+        first = params["steps"][0]["operation"] if args.operation == pipeline.NAME else op.name
+        files = _read_inputs(OPERATIONS[first], args.files)
     except ParamError as exc:
         return _fail(HttpProblem("bad-parameter", str(exc)))
     except HttpProblem as problem:
@@ -167,8 +187,8 @@ def run(settings, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     sandbox = make_sandbox(settings)
     try:
-        result = sandbox.run_sync(files, job_params(op, validated, settings), op.limits)
-        answer = interpret(op, result, max_pages=settings.max_pages)
+        result = sandbox.run_sync(files, params, limits)
+        answer = interpret(op, result, max_pages=manifest_pages)
     except HttpProblem as problem:
         return _fail(problem)
     except BadManifest:
@@ -179,7 +199,7 @@ def run(settings, args: argparse.Namespace) -> int:
         sandbox.close_sync()
     with answer:
         _write_body(answer, args.output)
-    if answer.report and op.output != "json":
+    if answer.report and (op.output != "json" or args.operation == pipeline.NAME):
         print(json.dumps({"report": answer.report}, ensure_ascii=True), file=sys.stderr)
     return EXIT_OK
 
@@ -194,8 +214,11 @@ def _write_body(answer: Answer, output: str) -> None:
 
 
 def _fail(problem: HttpProblem) -> int:
-    print(f"notrace: {problem.type.title}: {problem.detail} ({problem.type.uri})",
-          file=sys.stderr)
+    detail = problem.detail
+    step = problem.extra.get("step")
+    if step is not None and not detail.startswith("steps["):  # a step failed as it ran
+        detail = f"steps[{step}] ({problem.extra.get('operation')}): {detail}"
+    print(f"notrace: {problem.type.title}: {detail} ({problem.type.uri})", file=sys.stderr)
     if problem.status >= 500:
         return EXIT_UNAVAILABLE if problem.status == 503 else EXIT_BUG
     return EXIT_DOCUMENT

@@ -17,6 +17,7 @@ import os
 import re
 from typing import Iterator
 
+from notrace.operations.registry import OPERATIONS
 from notrace.operations.spec import OUTPUT_MEDIA_TYPES, SAFE_FILENAME, Operation
 from notrace.problems import for_child_code, for_sandbox_status
 from notrace.settings import Settings
@@ -35,6 +36,7 @@ _MANIFEST_BASE_BYTES = 64 * 1024
 _MANIFEST_BYTES_PER_PAGE = 16
 _MANIFEST_KEYS = {"media_type", "filename", "report", "files"}
 _FILENAME = re.compile(SAFE_FILENAME)
+_MAX_STEPS = 64  # more than a pipeline has (notrace.pipeline.MAX_STEPS): a bound only
 
 
 class BadManifest(Exception):
@@ -118,7 +120,9 @@ def interpret(op: Operation, result: Result, *, max_pages: int) -> Answer:
             raise for_sandbox_status(result.status)
         manifest = _manifest(result, manifest_limit(max_pages))
         if "problem" in manifest:
-            raise for_child_code(manifest.get("problem"), manifest.get("detail"))
+            problem = for_child_code(manifest.get("problem"), manifest.get("detail"))
+            problem.extra.update(_failed_step(manifest))
+            raise problem
         return _answer(op, manifest, result)
     except BaseException:
         result.close()
@@ -136,6 +140,16 @@ def _manifest(result: Result, limit: int) -> dict:
     if not isinstance(manifest, dict):
         raise BadManifest("the manifest is not a JSON object")
     return manifest
+
+
+def _failed_step(manifest: dict) -> dict:
+    """A pipeline's failing step, as the problem's `step` (index) and `operation`
+    members: kept only when they are what a step can be (untrusted child bytes)."""
+    step, name = manifest.get("step"), manifest.get("operation")
+    if type(step) is int and 0 <= step < _MAX_STEPS and isinstance(name, str) \
+            and name in OPERATIONS:
+        return {"step": step, "operation": name}
+    return {}
 
 
 def _answer(op: Operation, manifest: dict, result: Result) -> Answer:

@@ -31,6 +31,7 @@ FIELDS = frozenset({
     "job_cpu_s", "job_rss_mb", "client_ip", "host", "port", "workers", "queue", "layers",
     "ready", "grace_s", "possible_bug", "error_type", "frames", "client_gone",
     "exit", "jobs_failed", "restarts", "category", "where",
+    "steps",  # a pipeline's operation names (notrace.pipeline), never their parameters
     "key",   # an API key's NAME (notrace.auth), never the key
 })
 #: Loggers whose messages and fields are ours (fixed texts, FIELDS only).

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 from typing import Iterable
 
+from notrace import pipeline
 from notrace.operations.spec import OUTPUT_MEDIA_TYPES, Operation
 from notrace.problems import MEDIA_TYPE as PROBLEM, TYPES
 from notrace.uploads import max_files, secret_header, takes_raw_pdf
@@ -96,6 +97,25 @@ def _operation(op: Operation) -> dict:
     }
 
 
+def _pipeline() -> dict:
+    """POST /api/v1/pipeline: an operation request whose `steps` part is JSON, its schema
+    generated from the declarations (one alternative per operation: notrace.pipeline);
+    it answers whatever its last step answers."""
+    post = _operation(pipeline.PIPELINE)
+    post["operationId"] = pipeline.PIPELINE.name
+    form = post["requestBody"]["content"]["multipart/form-data"]
+    form["schema"]["properties"]["steps"] = pipeline.steps_schema()
+    form["encoding"]["steps"] = {"contentType": "application/json"}
+    ok = post["responses"]["200"]
+    ok["description"] = "The last step's result (one document, a zip, or JSON)."
+    ok["headers"]["X-Notrace-Report"]["description"] = (
+        'Every step\'s report in order: {"steps": [{"operation": NAME, "report": {...}}]}; '
+        'a step whose report does not fit the header is {"operation": NAME, "omitted": true}.')
+    ok["content"] = {m: {"schema": {"type": "object"} if m == "application/json" else _BINARY}
+                     for kind in OUTPUT_MEDIA_TYPES.values() for m in kind}
+    return post
+
+
 def _get(summary: str, media_type: str, schema: dict, extra: dict | None = None) -> dict:
     responses = {"200": {"description": "OK", "content": {media_type: {"schema": schema}}}}
     responses.update(extra or {})
@@ -122,6 +142,9 @@ def _components() -> dict:
                 "detail": {"type": "string"},
                 "instance": {"type": "string", "description": "The request id."},
                 "param": {"type": "string", "description": "The parameter at fault."},
+                "step": {"type": "integer", "description": "A pipeline's step at fault "
+                         "(its index in `steps`, from 0)."},
+                "operation": {"type": "string", "description": "That step's operation."},
             },
         },
         "Operation": {
@@ -149,10 +172,14 @@ def _components() -> dict:
 def build(operations: dict[str, Operation]) -> dict:
     """The whole OpenAPI 3.1 document for these operations."""
     paths = {f"/api/v1/{name}": {"post": _operation(op)} for name, op in operations.items()}
+    paths["/api/v1/pipeline"] = {"post": _pipeline()}
     paths["/api/v1/operations"] = _get(
         "The catalogue of operations.", "application/json",
         {"type": "object", "required": ["operations"],
-         "properties": {"operations": {"type": "array", "items": _ref("Operation")}}})
+         "properties": {"operations": {"type": "array", "items": _ref("Operation")},
+                        "pipeline": {"type": "object", "description": "POST /api/v1/pipeline: "
+                                     "its endpoint, max_steps, steps part, and the "
+                                     "operations that can only be first or last."}}})
     paths["/openapi.json"] = _get("This document.", "application/json", {"type": "object"})
     paths["/docs"] = _get("This document, as a readable page.", "text/html", {"type": "string"})
     paths["/"] = _get("The web page: every operation as a form, with its own /app.js and "

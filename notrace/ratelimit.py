@@ -37,7 +37,7 @@ from notrace.problems import HttpProblem
 __all__ = ["Limiter", "Slot", "middleware", "LIMITED_ROUTES", "MAX_CLIENTS", "SWEEP_S"]
 
 #: Routes (aiohttp canonical paths) whose requests are counted.
-LIMITED_ROUTES = frozenset({"/api/v1/{operation}"})
+LIMITED_ROUTES = frozenset({"/api/v1/{operation}", "/api/v1/pipeline"})
 MAX_CLIENTS = 10_000     # about 1 MiB of buckets at most
 SWEEP_S = 60.0
 

@@ -12,7 +12,8 @@ Contract: `run` never raises for a document problem. It returns `[manifest_json,
 where body is the FINAL answer (one PDF, a zip of the parts, JSON: see body.py) and the
 manifest is {"media_type": ..., "filename": ..., "report": {...}, "files": N}; or just
 `[manifest_json]` with {"problem": CODE, "detail": TEXT} (CODE from problems.PROBLEMS,
-TEXT our own words). Every PDF answered has been reopened (body.check_pdfs). Library warnings and log records are silenced (they quote document
+TEXT our own words), plus "step" (index) and "operation" when a pipeline's step failed
+(params {"operation": "pipeline", "steps": [...]}: pipeline.py runs them in this child). Every PDF answered has been reopened (body.check_pdfs). Library warnings and log records are silenced (they quote document
 content). MemoryError is re-raised (the sandbox classifies the job as "memory"), and so
 are exceptions that mean a bug of ours rather than a bad document (see _common.OUR_BUGS).
 """
@@ -52,6 +53,7 @@ from notrace.operations import (active, compose, flatten, images, metadata,  # n
 from notrace.operations._common import OUR_BUGS, Output, configure_libraries
 from notrace.operations.body import check_pdfs, final_answer
 from notrace.operations.pages import PageRangeError, SelectionTooLarge
+from notrace.operations.pipeline import run_steps
 from notrace.operations.problems import Problem
 from notrace.operations.registry import OPERATIONS
 
@@ -99,6 +101,8 @@ def _resolve(spec: str):
 
 #: name -> implementation, resolved now (the modules are already imported above).
 FUNCTIONS = {name: _resolve(op.function) for name, op in OPERATIONS.items()}
+#: The `operation` of a pipeline job (its steps are in params["steps"]).
+PIPELINE = "pipeline"
 configure_libraries()
 pdfium.configure()
 
@@ -107,38 +111,52 @@ def _manifest(value: dict) -> bytes:
     return json.dumps(value, ensure_ascii=True, sort_keys=True).encode()
 
 
-def _problem(code: str, detail: str, cause: BaseException | None = None) -> list[bytes]:
-    value = {"problem": code, "detail": detail}
+def _problem(code: str, detail: str, cause: BaseException | None = None,
+             failed: dict | None = None) -> list[bytes]:
+    value = {"problem": code, "detail": detail, **(failed or {})}
     if cause is not None:  # the exception's class name only: never its message
         value["cause"] = type(cause).__name__
     return [_manifest(value)]
 
 
-def run(inputs: list[memoryview], params: dict) -> list[bytes | memoryview]:
-    """Run one operation on validated params (Operation.validate's output). Child side."""
+def _operate(inputs: list[memoryview], params: dict, failed: dict) -> tuple[str, Output]:
+    """(the answering operation's name, its checked Output): one operation, or the steps
+    of a pipeline (pipeline.py), which names its running step in `failed`."""
     name = params["operation"]
-    function = FUNCTIONS[name]  # KeyError: the server sent an unknown name, our bug
+    if name == PIPELINE:
+        return run_steps(inputs, params, functions=FUNCTIONS, failed=failed)
+    output = FUNCTIONS[name](inputs, params["params"], max_pages=params["max_pages"])
+    check_pdfs(output, params["params"].get("password"))
+    return name, output
+
+
+def run(inputs: list[memoryview], params: dict) -> list[bytes | memoryview]:
+    """Run one operation on validated params (Operation.validate's output), or a
+    pipeline's steps ({"operation": "pipeline", "steps": [...]}). Child side."""
+    steps = params["steps"] if params["operation"] == PIPELINE else [params]
+    for step in steps:  # KeyError: the server sent an unknown name, our bug
+        FUNCTIONS[step["operation"]]
+    failed: dict = {}  # a pipeline's running step: {"step": index, "operation": name}
     try:
         # Warnings quote document content too, and printing one reads the source file
         # of the warning line (linecache), which confinement forbids.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            output: Output = function(inputs, params["params"], max_pages=params["max_pages"])
-            check_pdfs(output, params["params"].get("password"))
+            name, output = _operate(inputs, params, failed)
     except MemoryError:
         raise
     except Problem as problem:
-        return _problem(problem.code, problem.detail)
+        return _problem(problem.code, problem.detail, failed=failed)
     except PageRangeError as exc:
-        return _problem("page_out_of_range", str(exc))
+        return _problem("page_out_of_range", str(exc), failed=failed)
     except SelectionTooLarge as exc:
-        return _problem("too_many_pages", str(exc))
+        return _problem("too_many_pages", str(exc), failed=failed)
     except PIL.Image.DecompressionBombError as exc:
-        return _problem("too_large", "an image has more pixels than allowed", exc)
+        return _problem("too_large", "an image has more pixels than allowed", exc, failed)
     except OUR_BUGS:
         raise
     except Exception as exc:  # noqa: BLE001  library errors on hostile input (see module doc)
-        return _problem("malformed", MALFORMED_DETAIL, exc)
+        return _problem("malformed", MALFORMED_DETAIL, exc, failed)
     # Our own code from here on: an exception is a bug (the job ends as "error").
     manifest, body = final_answer(OPERATIONS[name], output)
     return [_manifest(manifest), body]

@@ -84,11 +84,22 @@ def _reopen(media_type: str, body, password: str | None) -> str:
     return "ok"
 
 
+def _job(op: str, raw: dict, max_pages: int) -> tuple[dict, str | None]:
+    """(the params run() receives, the password that opens its answer), validated as the
+    server does: an operation's raw texts, or a pipeline's {"steps": JSON text}."""
+    if op == "pipeline":
+        from notrace.pipeline import parse
+        job = parse(raw["steps"], 1).job_params(max_pages)
+        return job, job["steps"][-1]["params"].get("password")
+    from notrace.operations import OPERATIONS
+    params = OPERATIONS[op].validate(raw)
+    return {"operation": op, "params": params, "max_pages": max_pages}, params.get("password")
+
+
 def main() -> None:
     config = json.loads(sys.argv[1])
     limit = config.get("memory_mb", 1536) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    from notrace.operations import OPERATIONS
     from notrace.operations.child import run, warm_up
 
     warm_up()
@@ -99,7 +110,8 @@ def main() -> None:
     jobs += [(j["files"], j["op"], j.get("raw", {})) for j in config.get("jobs", ())]
     # Read and validate everything before confining.
     inputs = {f: memoryview(pathlib.Path(f).read_bytes()) for j in jobs for f in j[0]}
-    jobs = [(files, op, OPERATIONS[op].validate(raw)) for files, op, raw in jobs]
+    jobs = [(files, op, _job(op, raw, config.get("max_pages", 1000)))
+            for files, op, raw in jobs]
     violations: list[str] = []
     if config.get("confine", True):
         sys.meta_path.insert(0, _ImportGuard(violations))
@@ -109,19 +121,17 @@ def main() -> None:
                 violations.append(f"open {args[0]}")
                 raise PermissionError("confined: open")
         sys.addaudithook(audit)
-    for files, op, params in jobs:
+    for files, op, (job, password) in jobs:
         name = pathlib.Path(files[0]).name
         print(json.dumps({"start": name, "op": op}), flush=True)
         try:
-            answer = run([inputs[f] for f in files],
-                         {"operation": op, "params": params,
-                          "max_pages": config.get("max_pages", 1000)})
+            answer = run([inputs[f] for f in files], job)
             manifest = json.loads(answer[0])
             outcome = manifest.get("problem", "ok")
             if outcome == "ok" and config.get("reopen"):
                 _CONFINED[0] = False
                 try:
-                    outcome = _reopen(manifest["media_type"], answer[1], params.get("password"))
+                    outcome = _reopen(manifest["media_type"], answer[1], password)
                 finally:
                     _CONFINED[0] = True
         except MemoryError:
