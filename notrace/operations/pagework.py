@@ -4,8 +4,9 @@ merge/split/select/delete build a NEW document from copies of the chosen pages, 
 of editing the input in place. qpdf copies what a page references and turns references
 to pages it did not copy (links, outline entries) into null, so a deleted page leaves no
 trace in the output; an in-place deletion would keep every page still reachable from the
-outline or a link (measured). The price: document-level structures (outline, form field
-tree, named destinations, page labels, document metadata) are not carried over.
+outline or a link (measured). The price: document-level structures (form field tree, named
+destinations, page labels, document metadata) are not carried over; merge rebuilds the
+inputs' outlines (titles and pages only, see outline.py).
 rotate and crop only change page entries (/Rotate, the boxes), so they edit in place and
 keep everything.
 """
@@ -18,13 +19,22 @@ import pikepdf
 from notrace.operations._common import (Output, OutputFile, PDF, check_page_count, open_pdf,
                                         page_box, page_rotation, pdf_output, save_pdf)
 from notrace.operations.boxes import MIN_SIDE_PT, has_area, intersect, parse_box, trim
+from notrace.operations.outline import MAX_READ, read_outline, write_outline
+from notrace.operations.outline_data import count_items
 from notrace.operations.pages import parse_pages, parse_ranges
 from notrace.operations.problems import Problem
 
+MB = 1024 * 1024
 
-def _assemble(pages: Iterable[pikepdf.Page], version: str) -> bytes:
+
+def _assemble(pages: Iterable[pikepdf.Page], version: str,
+              outline: list | None = None) -> bytes:
+    """A new document of copies of `pages`, with `outline` (outline.read_outline's
+    items, pages numbered in the new document) when given."""
     out = pikepdf.new()
     out.pages.extend(pages)
+    if outline:
+        write_outline(out, outline)
     return save_pdf(out, min_version=version)
 
 
@@ -47,7 +57,35 @@ def merge(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
         check_page_count(total, max_pages, "the merged document")
         sources.append(pdf)
     pages = [page for pdf in sources for page in pdf.pages]
-    return pdf_output(_assemble(pages, _newest(p.pdf_version for p in sources)))
+    outline = _merged_outline(sources, params["outline"] == "keep", params["bookmark_per_file"])
+    return pdf_output(_assemble(pages, _newest(p.pdf_version for p in sources), outline),
+                      {"bookmarks": count_items(outline)})
+
+
+def _merged_outline(sources: list[pikepdf.Pdf], keep: bool, per_file: bool) -> list:
+    """Each input's outline (`keep`), its pages moved by the pages before it; under one
+    "Document k" item per input with `per_file` (the client's filenames are never read).
+    At most MAX_READ items in all."""
+    items: list = []
+    offset, budget = 0, MAX_READ
+    for k, pdf in enumerate(sources, start=1):
+        own: list = []
+        if keep and budget > 0:
+            own, _cut = read_outline(pdf, budget)
+            budget -= count_items(own)
+            own = _shifted(own, offset)
+        if per_file:
+            items.append((f"Document {k}", offset + 1, own))
+        else:
+            items.extend(own)
+        offset += len(pdf.pages)
+    return items
+
+
+def _shifted(items: list, offset: int) -> list:
+    """Items with every page moved by `offset` (recursive: depth at most MAX_DEPTH)."""
+    return [(title, None if page is None else page + offset, _shifted(children, offset))
+            for title, page, children in items]
 
 
 def split(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
@@ -57,16 +95,56 @@ def split(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     count = len(pdf.pages)
     if params.get("ranges") is not None:
         groups = parse_ranges(params["ranges"]).resolve_groups(count)
-    else:
+    elif params.get("every") is not None:
         every = params["every"]
         groups = [list(range(i, min(i + every, count))) for i in range(0, count, every)]
+    elif params.get("max_mb") is not None:
+        groups = _by_size(pdf, params["max_mb"])
+    else:
+        groups = _by_bookmarks(pdf)
     if any(not g for g in groups) or not groups:
         raise Problem("page_out_of_range", "ranges: a part selects no page of this document")
     check_page_count(sum(len(g) for g in groups), max_pages, "the parts together")
     files = [OutputFile(f"part-{k}.pdf", PDF,
                         _assemble((pdf.pages[i] for i in group), pdf.pdf_version))
              for k, group in enumerate(groups, start=1)]
-    return Output(files, {"parts": [[i + 1 for i in g] for g in groups]})
+    report: dict = {"parts": [[i + 1 for i in g] for g in groups]}
+    if params.get("max_mb") is not None:  # a page bigger than the limit is a part alone
+        limit = params["max_mb"] * MB
+        report["over_limit"] = [k for k, f in enumerate(files, start=1) if len(f.data) > limit]
+    return Output(files, report)
+
+
+def _by_size(pdf: pikepdf.Pdf, max_mb: float) -> list[list[int]]:
+    """Consecutive pages in parts of at most `max_mb` MiB: each page is measured alone
+    (one small document each: what it references counts in full, so shared fonts and
+    images make the estimate high, never low), then pages are taken in order while the
+    sum fits."""
+    limit = max_mb * MB
+    groups: list[list[int]] = [[]]
+    total = 0
+    for i, page in enumerate(pdf.pages):
+        size = len(_assemble([page], pdf.pdf_version))
+        if groups[-1] and total + size > limit:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += size
+    return groups
+
+
+def _by_bookmarks(pdf: pikepdf.Pdf) -> list[list[int]]:
+    """One part per first-level bookmark, from its page to the next one's (pages before
+    the first bookmarked page are a part of their own)."""
+    items, _cut = read_outline(pdf)
+    starts = sorted({page - 1 for _title, page, _children in items if page is not None})
+    if not starts:
+        raise Problem("bad_parameter", "by_bookmarks: no first-level bookmark leads to a "
+                                       "page of this document")
+    if starts[0] != 0:
+        starts.insert(0, 0)
+    ends = starts[1:] + [len(pdf.pages)]
+    return [list(range(a, b)) for a, b in zip(starts, ends)]
 
 
 def select(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:

@@ -3,6 +3,7 @@ OpenAPI) and by child.py (dispatch). Pure data: no PDF library is imported here.
 from __future__ import annotations
 
 from notrace.operations.boxes import BOX_PATTERN, MAX_POINTS, check_crop
+from notrace.operations.outline_data import MAX_DEPTH, MAX_ITEMS, MAX_TEXT, parse_outline
 from notrace.operations.paper import GRIDS, ORIENTATIONS, PAPER_PATTERN, parse_paper
 from notrace.operations.spec import Inputs, Operation, Param, ParamError
 
@@ -47,19 +48,39 @@ def _check_text(values: dict) -> None:
         raise ParamError("layout", "boxes needs engine=pdfium (pypdf gives no word boxes)")
 
 
+def _check_split(values: dict) -> None:
+    if values["by_bookmarks"] is False:
+        raise ParamError("by_bookmarks", "only true splits by bookmarks: give true, or "
+                         "another way to split")
+
+
 _ONE_PDF = Inputs()
 _DECLARED = (
     Operation("merge", "Concatenate PDFs in the order they were given.",
-              Inputs(min=2, max=MAX_MERGE_INPUTS), (PASSWORD,), "pdf",
+              Inputs(min=2, max=MAX_MERGE_INPUTS),
+              (Param("outline", "enum", "keep: each input's bookmarks (titles and pages), "
+                     "moved to where its pages went; none: no bookmarks.", default="keep",
+                     choices=("keep", "none")),
+               Param("bookmark_per_file", "boolean", 'One bookmark per input, "Document 1", '
+                     '"Document 2"... (filenames are never read), its own bookmarks under '
+                     "it.", default=False),
+               PASSWORD), "pdf",
               f"{_PKG}.pagework:merge"),
-    Operation("split", 'Split into several PDFs: by ranges ("1-3,4-6") or every N pages.',
+    Operation("split", 'Split into several PDFs: by ranges ("1-3,4-6"), every N pages, '
+              "by size or at first-level bookmarks.",
               _ONE_PDF,
               (Param("ranges", "ranges", 'Groups, each one output: "1-3,4-6,7-".',
                      default=None),
                Param("every", "integer", "Pages per output document.", default=None,
                      minimum=1, maximum=100000),
+               Param("max_mb", "number", "Consecutive pages in parts under this many MiB "
+                     "(a page bigger than that is a part alone; the report lists such "
+                     "parts).", default=None, minimum=0.01, maximum=10000),
+               Param("by_bookmarks", "boolean", "true: one part per first-level bookmark, "
+                     "from its page to the next one's.", default=None),
                PASSWORD),
-              "pdf_or_archive", f"{_PKG}.pagework:split", one_of=("ranges", "every")),
+              "pdf_or_archive", f"{_PKG}.pagework:split",
+              one_of=("ranges", "every", "max_mb", "by_bookmarks"), check=_check_split),
     Operation("select", "Extract, reorder or duplicate pages.", _ONE_PDF,
               (PAGES_REQUIRED, PASSWORD), "pdf", f"{_PKG}.pagework:select"),
     Operation("delete", "Delete pages.", _ONE_PDF,
@@ -189,6 +210,10 @@ def _check_paper(*names: str):
     return check
 
 
+def _check_outline(values: dict) -> None:
+    parse_outline(values["bookmarks"])
+
+
 _ORIENTATION = Param("orientation", "enum", "Orientation of the paper size: auto (a named "
                      "size turned as the page is, or as suits the layout; WxH as "
                      "written), portrait or landscape.",
@@ -235,6 +260,32 @@ _COMPOSING = (
               (_paper("sheet", "Sheet size (laid landscape)", "A4"), _MARGIN, _BORDER,
                PASSWORD),
               "pdf", f"{_PKG}.compose:booklet", check=_check_paper("sheet")),
+    Operation("remove-annotations", "Remove annotations: every one but links, or those of "
+              "the subtypes named.", _ONE_PDF,
+              (Param("types", "string", 'Annotation subtypes to remove, any case: '
+                     '"Highlight,Ink,Link" (absent: all but Link). Removed widgets leave '
+                     "the form too.", default=None, max_length=600,
+                     pattern=r"^[A-Za-z0-9]{1,32}(?:,[A-Za-z0-9]{1,32}){0,15}$"),
+               PAGES_ALL, PASSWORD),
+              "pdf", f"{_PKG}.cleanup:remove_annotations"),
+    Operation("remove-blank", "Drop pages that draw nothing (no text, image or painted "
+              "path, in their content or the forms it draws; no annotation but links); "
+              "the report lists them.", _ONE_PDF,
+              (Param("pages", "pages", "Pages that may be dropped when blank.",
+                     default="all"), PASSWORD),
+              "pdf", f"{_PKG}.cleanup:remove_blank"),
+    Operation("bookmarks", "The outline as JSON: title, page, level and children of each "
+              "bookmark.", _ONE_PDF, (PASSWORD,), "json", f"{_PKG}.outline:bookmarks"),
+    Operation("set-bookmarks", "Write the outline from JSON (the form bookmarks answers).",
+              _ONE_PDF,
+              (Param("bookmarks", "string", 'A list of {"title", "page" (from 1, or null), '
+                     '"children"} ("level" optional), or the answer of bookmarks; at most '
+                     f"{MAX_ITEMS} items, {MAX_DEPTH} levels.", max_length=MAX_TEXT),
+               Param("mode", "enum", "replace the outline, or append to it.",
+                     default="replace", choices=("replace", "append")),
+               PASSWORD),
+              "pdf", f"{_PKG}.outline:set_bookmarks",
+              check=_check_outline),
 )
 
 #: All operations, by name (insertion order is the catalogue's order).

@@ -27,6 +27,7 @@ def test_every_operation_runs_confined(tmp_path):
     png = save("a.png", pdfs.make_image_png(300, 200, mode="RGBA"))
     jpeg = save("b.jpg", pdfs.make_image_jpeg(300, 200))
     gray = save("c.png", pdfs.make_image_png(20, 20, mode="L", dpi=300))
+    marked = save("marked.pdf", _bookmarked(pdfs.make_pdf(4)))
     jobs = [
         ([doc, active], "merge", {}), ([doc], "split", {"ranges": "1-2,3-"}),
         ([doc], "select", {"pages": "3,1,1"}), ([doc], "delete", {"pages": "even"}),
@@ -51,6 +52,12 @@ def test_every_operation_runs_confined(tmp_path):
         ([active], "scale", {"factor": "0.5"}),
         ([doc], "nup", {"per_sheet": "6", "border": "true", "margin": "5"}),
         ([doc], "booklet", {"sheet": "Legal"}),
+        ([active], "remove-annotations", {}), ([form], "remove-annotations", {"types": "widget"}),
+        ([active], "remove-blank", {}),
+        ([doc], "set-bookmarks", {"bookmarks": '[{"title": "é", "page": 2, "children": '
+                                               '[{"title": "x", "page": null}]}]'}),
+        ([marked], "bookmarks", {}), ([marked, doc], "merge", {"bookmark_per_file": "true"}),
+        ([marked], "split", {"by_bookmarks": "true"}), ([doc], "split", {"max_mb": "0.01"}),
     ]
     # Documents with images for images/compress: made by from-images, read back here.
     images_doc = save("images.pdf", _from_images([png, jpeg, gray]))
@@ -75,3 +82,14 @@ def _from_images(paths: list[str]) -> bytes:
     answer = run([memoryview(Path(p).read_bytes()) for p in paths],
                  {"operation": "from-images", "params": params, "max_pages": 10})
     return answer[1]
+
+
+def _bookmarked(data: bytes) -> bytes:
+    from notrace.operations.child import run
+
+    params = OPERATIONS["set-bookmarks"].validate(
+        {"bookmarks": '[{"title": "a", "page": 1, "children": [{"title": "b", "page": 2}]}, '
+                      '{"title": "c", "page": 3}]'})
+    answer = run([memoryview(data)], {"operation": "set-bookmarks", "params": params,
+                                      "max_pages": 10})
+    return bytes(answer[1])

@@ -27,7 +27,12 @@ OTHER_OPS = {"split": {"every": "1"}, "select": {"pages": "-1,1"},
            "watermark": {"text": "W (x)"}, "number": {"format": "{n} / {total}"},
            "flatten": {}, "merge": {}, "crop": {"left": "10", "top": "10"},
            "overlay": {"repeat": "cycle"}, "scale": {"size": "A4", "fit": "cover"},
-           "nup": {"per_sheet": "16", "border": "true"}, "booklet": {"margin": "10"}}
+           "nup": {"per_sheet": "16", "border": "true"}, "booklet": {"margin": "10"},
+           "remove-annotations": {"types": "Link,Widget,Popup,Text"}, "remove-blank": {},
+           "bookmarks": {}, "set-bookmarks": {"bookmarks": '[{"title": "t", "page": 1}]',
+                                              "mode": "append"}}
+#: Variants of existing operations that the corpus meets too (run with the others).
+VARIANTS = {"merge": {"bookmark_per_file": "true"}, "split": {"by_bookmarks": "true"}}
 
 
 def corpus_files() -> list[str]:
@@ -89,3 +94,12 @@ def test_corpus_other_operations_never_raise():
     results, violations = run_worker(OTHER_OPS, corpus_files(), timeout_s=580)
     check(results, violations)
     assert len(results) == len(corpus_files()) * len(OTHER_OPS)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_corpus_operation_variants_never_raise():
+    """merge and split again, through the outlines they now read (issue 10)."""
+    results, violations = run_worker(VARIANTS, corpus_files(), timeout_s=280)
+    check(results, violations)
+    assert len(results) == len(corpus_files()) * len(VARIANTS)

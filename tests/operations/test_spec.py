@@ -14,7 +14,7 @@ from notrace.operations.problems import PROBLEMS, Problem
 EXPECTED = {"merge", "split", "select", "delete", "rotate", "compress", "linearize", "info",
             "metadata", "sanitize", "encrypt", "decrypt", "watermark", "number", "flatten",
             "repair", "text", "images", "from-images", "crop", "overlay", "scale", "nup",
-            "booklet"}
+            "booklet", "remove-annotations", "remove-blank", "bookmarks", "set-bookmarks"}
 
 
 def test_registry_is_complete_and_resolvable():
@@ -49,8 +49,9 @@ def test_from_images_and_merge_inputs():
     ("rotate", {"angle": "ninety"}, 'angle: "ninety" is not an integer'),
     ("rotate", {"angle": "90", "colour": "red"}, "colour: unknown parameter"),
     ("rotate", {"angle": "90", "pages": "5-x"}, 'pages: "5-x" is not a page or range'),
-    ("split", {}, "ranges: give exactly one of ranges or every"),
-    ("split", {"ranges": "1", "every": "2"}, "every: give exactly one of ranges or every"),
+    ("split", {}, "ranges: give exactly one of ranges or every or max_mb or by_bookmarks"),
+    ("split", {"ranges": "1", "every": "2"},
+     "every: give exactly one of ranges or every or max_mb or by_bookmarks"),
     ("split", {"every": "0"}, "every: must be at least 1"),
     ("watermark", {"text": "x", "opacity": "1.5"}, "opacity: must be at most 1"),
     ("watermark", {"text": "x", "opacity": "nan"}, 'opacity: "nan" is not a number'),

@@ -87,6 +87,10 @@ CASES = {
     "scale": ([_THREE], {"size": "A5"}, _check_pdf(3)),
     "nup": ([_THREE], {"per_sheet": "2"}, _check_pdf(2)),
     "booklet": ([_THREE], {}, _check_pdf(2)),
+    "remove-annotations": ([_THREE], {"types": "Link"}, _check_pdf(3)),
+    "remove-blank": ([_THREE], {"pages": "2-"}, _check_pdf(3)),
+    "bookmarks": ([_THREE], {}, _check_json("bookmarks")),
+    "set-bookmarks": ([_THREE], {"bookmarks": '[{"title": "T", "page": 3}]'}, _check_pdf(3)),
 }
 
 
