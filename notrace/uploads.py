@@ -27,6 +27,7 @@ from typing import Awaitable, Callable, Mapping
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from notrace.admission import Admission, Ticket
 from notrace.operations.spec import Operation
@@ -273,8 +274,10 @@ async def read_upload(request: web.Request, op: Operation, *, max_bytes: int,
         reader.upload.close()
         raise HttpProblem("upload-timeout", "The request body did not arrive within "
                           f"{timeout_s:g} seconds.") from None
-    except (ValueError, AssertionError, HttpProcessingError, ConnectionError,
-            asyncio.IncompleteReadError):
+    # RequestPayloadError: a body that is not in its declared Content-Encoding (aiohttp
+    # inflates gzip/deflate bodies as they arrive); a plain Exception, not a ValueError.
+    except (ValueError, AssertionError, HttpProcessingError, RequestPayloadError,
+            ConnectionError, asyncio.IncompleteReadError):
         reader.upload.close()
         # aiohttp's parsing errors and a client that went away: no message of theirs
         # is echoed (it may quote the body).
