@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.attack.conftest import fd_count, memfds, order, server_pids
+from tests.pdfs import make_pdf
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -133,3 +135,32 @@ def test_a_client_that_stops_reading_loses_its_answer_at_the_deadline(hostile_se
     reply = hostile_server.post("compress", [order(
         {"do": "answer", "outputs": [manifest()], "body_mb": 1})])
     assert reply.status == 200 and len(reply.body) == 1 << 20
+
+
+_BARRAGE = [
+    {"do": "speak", "messages": [{"pieces": [["5b", 2000], ["5d", 2000]]}], "then": "return"},
+    {"do": "speak", "messages": [{"pieces": ["7b7d"], "times": 500}], "then": "hang"},
+    {"do": "speak", "messages": [{"pieces": ["7b7d"], "fds": 3}], "then": "exit"},
+    {"do": "forge_trailer", "lengths": [2 ** 63], "data": "00"},
+    {"do": "forge_trailer", "lengths": [], "count": 2 ** 63},
+    {"do": "report_then", "then": "scribble", "for_s": 5},
+    {"do": "stderr_flood", "mb": 64},
+    {"do": "thread_flood", "hold_s": 0.5},
+    {"do": "segfault"}, {"do": "exit3"}, {"do": "fork"},
+    {"do": "close_channel", "how": "close", "then": "return"},
+]
+
+
+def test_a_barrage_of_hostile_children_costs_innocent_clients_nothing(hostile_server):
+    """Every attack above, each beside an innocent client's real compress: every
+    innocent answer is 200, every hostile one a 4xx problem, one fork server all along."""
+    pids = server_pids(hostile_server)
+    pdf = make_pdf(3)
+    with ThreadPoolExecutor(2) as pool:
+        for attack in _BARRAGE:
+            hostile = pool.submit(hostile_server.post, "compress", [order(attack)])
+            innocent = pool.submit(hostile_server.post, "compress", [pdf])
+            assert innocent.result().status == 200, (attack["do"], innocent.result().body)
+            reply = hostile.result()
+            assert 400 <= reply.status < 500 and reply.problem_type, (attack, reply.status)
+    assert server_pids(hostile_server) == pids
