@@ -5,14 +5,18 @@ and every job in flight. Compose runs the service with `pids_limit: 128`; here t
 server and its descendants go into a pids cgroup of their own (cgroup v1, as root)."""
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import os
+import sys
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.attack.conftest import Loop
+from tests.attack.conftest import Loop, order, server_pids
+from tests.pdfs import make_pdf
+from tests.service.server import Server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,3 +71,25 @@ def test_a_child_that_takes_every_pid_costs_its_neighbours_a_wait_not_a_restart(
         box.loop.run_until_complete(box.innocent())
     finally:
         box.close()
+
+
+def test_over_http_the_flood_costs_innocent_clients_nothing(cgroup):
+    """As in compose (the whole service in one pids cgroup): a child floods the pids
+    while six innocent clients post; they all get 200 and the fork server stays."""
+    server = Server({"NOTRACE_WORKERS": "2"},
+                    wrapper=[sys.executable, "-m", "tests.attack.hostile_server"]).start()
+    try:
+        pids = server_pids(server)
+        confine_tree(cgroup, pids[0])
+        pdf = make_pdf(3)
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            flood = pool.submit(server.post, "compress",
+                                [order({"do": "thread_flood", "hold_s": 2.0})])
+            time.sleep(0.3)
+            innocents = [pool.submit(server.post, "compress", [pdf]) for _ in range(6)]
+            assert [f.result().status for f in innocents] == [200] * 6
+            assert flood.result().status == 422          # its answer is no manifest
+        assert int((cgroup / "pids.events").read_text().split()[1]) > 0
+        assert server_pids(server) == pids
+    finally:
+        server.stop()
