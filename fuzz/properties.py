@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import json
 import logging
 import os
 import time
@@ -34,6 +35,7 @@ from hypothesis.control import current_build_context
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from fuzz.strategies import malformed_pdfs, pdfs
+from notrace import pipeline
 from notrace.jobs import BadManifest, interpret
 from notrace.operations.registry import OPERATIONS
 from notrace.operations.spec import REQUIRED, Operation, ParamError
@@ -224,24 +226,35 @@ class Service:
         return list(await asyncio.gather(*(self._call(c.operation, c.inputs, dict(c.params)) for c in calls)))
 
     async def _call(self, operation: str, inputs, params: dict) -> Outcome:
+        """One job; operation "pipeline" takes params {"steps": JSON text} (notrace.pipeline)."""
+        if operation == pipeline.NAME:
+            try:
+                steps = pipeline.parse(params["steps"], len(inputs))
+            except HttpProblem as problem:  # the server answers 400 before any sandbox
+                return Outcome(400, "not-run", 0.0, 0.0,
+                               problem=f"{problem.type.slug}: {problem.detail}")
+            return await self._job(steps.last, inputs, steps.job_params(MAX_PAGES),
+                                   steps.limits(), steps.manifest_pages(MAX_PAGES))
         op = OPERATIONS[operation]
         try:
             validated = op.validate(params)
         except ParamError as exc:  # the server answers 400 before any sandbox
             return Outcome(400, "not-run", 0.0, 0.0, problem=f"bad-parameter: {exc}")
-        limits = self.limits.tightened(op.limits)
+        return await self._job(op, inputs, {"operation": operation, "params": validated,
+                                            "max_pages": MAX_PAGES}, op.limits, MAX_PAGES)
+
+    async def _job(self, op: Operation, inputs, job: dict, op_limits: Limits | None,
+                   manifest_pages: int) -> Outcome:
+        limits = self.limits.tightened(op_limits)
         async with self._slots:  # the clock starts when a worker is free for this job
             started = time.monotonic()
-            result = await self.sandbox.run([bytes(i) for i in inputs],
-                                            {"operation": operation, "params": validated,
-                                             "max_pages": MAX_PAGES},
-                                            limits)
+            result = await self.sandbox.run([bytes(i) for i in inputs], job, limits)
             elapsed = time.monotonic() - started
         self.throughput.jobs += 1
         self.throughput.statuses[result.status] = self.throughput.statuses.get(result.status, 0) + 1
         outcome = Outcome(0, result.status, elapsed, limits.wall_s)
         try:
-            answer = interpret(op, result, max_pages=MAX_PAGES)
+            answer = interpret(op, result, max_pages=manifest_pages)
         except HttpProblem as problem:
             outcome.http_status, outcome.problem = problem.status, problem.type.slug
         except BadManifest as exc:  # the server answers 422 processing-crashed: our bug
@@ -470,7 +483,34 @@ def law_sanitize_is_idempotent(service: Service, pdf: bytes) -> None:
     assert not any(removed.values()), f"the second sanitize still removed {removed}"
 
 
+@st.composite
+def pipeable_calls(draw) -> Call:
+    """A call of an operation on one valid document, with valid parameters."""
+    name = draw(st.sampled_from([n for n, op in OPERATIONS.items()
+                                 if op.inputs.min == 1 and "application/pdf" in op.inputs.media_types]))
+    return Call(name, (draw(pdfs(max_pages=6, encryption="any")),),
+                tuple(sorted(draw(raw_params(OPERATIONS[name])).items())))
+
+
+def law_a_pipeline_of_one_step_is_that_step(service: Service, call: Call) -> None:
+    """Same status, problem, media type, report (inside the pipeline's) and files; an
+    encrypted answer (random salts) the same pages and text."""
+    alone, piped = service.call_many([call, Call(pipeline.NAME, call.inputs, (("steps", json.dumps(
+        [{"operation": call.operation, "params": dict(call.params)}])),))])
+    assert (piped.http_status, piped.problem, piped.media_type) == \
+        (alone.http_status, alone.problem, alone.media_type), (alone, piped)
+    if alone.ok:
+        assert piped.report == {"steps": [{"operation": call.operation, "report": alone.report}]}
+        if call.operation == "encrypt":  # pypdf lacks AES-256 here: pikepdf counts pages
+            password = dict(call.params)["password"]
+            assert [reopen(f, password) for f in piped.files] == \
+                [reopen(f, password) for f in alone.files]
+        else:
+            assert piped.files == alone.files
+
+
 LAWS = {
+    "a_pipeline_of_one_step_is_that_step": law_a_pipeline_of_one_step_is_that_step,
     "four_rotations_are_identity": law_four_rotations_are_identity,
     "encrypt_then_decrypt_keeps_pages_and_text": law_encrypt_then_decrypt_keeps_pages_and_text,
     "select_all_keeps_every_page": law_select_all_keeps_every_page,
@@ -525,4 +565,6 @@ def hypothesis_tests(service: Service, run_profile: Profile) -> dict[str, Callab
         "split_then_merge_keeps_page_count": bound("split_then_merge_keeps_page_count", (valid, st.integers(1, 4)),
                                                    laws["split_then_merge_keeps_page_count"], n),
         "sanitize_is_idempotent": bound("sanitize_is_idempotent", (valid,), laws["sanitize_is_idempotent"], n),
+        "a_pipeline_of_one_step_is_that_step": bound("a_pipeline_of_one_step_is_that_step", (pipeable_calls(),),
+                                                     laws["a_pipeline_of_one_step_is_that_step"], n),
     }
