@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.attack.conftest import fd_count, memfds, order, server_pids
+from tests.attack.conftest import fd_count, memfds, order, server_pids, zombies
 from tests.pdfs import make_pdf
 
 pytestmark = pytest.mark.timeout(60)
@@ -156,6 +156,8 @@ def test_a_barrage_of_hostile_children_costs_innocent_clients_nothing(hostile_se
     innocent answer is 200, every hostile one a 4xx problem, one fork server all along."""
     pids = server_pids(hostile_server)
     pdf = make_pdf(3)
+    assert hostile_server.post("compress", [pdf]).status == 200
+    before = fd_count(pids[0]), fd_count(pids[1])
     with ThreadPoolExecutor(2) as pool:
         for attack in _BARRAGE:
             hostile = pool.submit(hostile_server.post, "compress", [order(attack)])
@@ -164,3 +166,9 @@ def test_a_barrage_of_hostile_children_costs_innocent_clients_nothing(hostile_se
             reply = hostile.result()
             assert 400 <= reply.status < 500 and reply.problem_type, (attack, reply.status)
     assert server_pids(hostile_server) == pids
+    deadline = time.monotonic() + 10     # the last attackers are killed and reaped
+    while (fd_count(pids[0]) > before[0] or fd_count(pids[1]) > before[1]
+           or zombies(pids[1])):
+        assert time.monotonic() < deadline, (before, fd_count(pids[0]), fd_count(pids[1]),
+                                             zombies(pids[1]))
+        time.sleep(0.1)
