@@ -22,7 +22,9 @@ import asyncio
 import dataclasses
 import io
 import json
+import json
 import logging
+import math
 import os
 import time
 import zipfile
@@ -37,6 +39,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from fuzz.strategies import malformed_pdfs, pdfs
 from notrace import pipeline
 from notrace.jobs import BadManifest, interpret
+from notrace.operations.paper import GRIDS, SIZES
 from notrace.operations.registry import OPERATIONS
 from notrace.operations.spec import REQUIRED, Operation, ParamError
 from notrace.problems import HttpProblem
@@ -509,7 +512,64 @@ def law_a_pipeline_of_one_step_is_that_step(service: Service, call: Call) -> Non
             assert piped.files == alone.files
 
 
+def page_count(data: bytes) -> int:
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        return len(pdf.pages)
+
+
+def law_nup_makes_ceil_n_over_per_sheet_sheets(service: Service, pdf: bytes, per_sheet: int) -> None:
+    sheets = service.must_succeed("nup", [pdf], {"per_sheet": str(per_sheet)}).files[0]
+    assert page_count(sheets) == math.ceil(page_count(pdf) / per_sheet)
+
+
+def law_booklet_pages_are_a_multiple_of_four(service: Service, pdf: bytes) -> None:
+    outcome = service.must_succeed("booklet", [pdf])
+    sides = page_count(outcome.files[0])
+    assert outcome.report["pages"] % 4 == 0 and outcome.report["pages"] == 2 * sides
+    assert outcome.report["pages"] - outcome.report["blanks"] == page_count(pdf)
+
+
+def law_scale_to_a4_gives_a4_pages(service: Service, pdf: bytes, fit: str) -> None:
+    scaled = service.must_succeed("scale", [pdf], {"size": "A4", "fit": fit}).files[0]
+    a4 = sorted(SIZES["a4"])
+    with pikepdf.open(io.BytesIO(scaled)) as doc:
+        for page in doc.pages:
+            x0, y0, x1, y1 = (float(v) for v in page.obj.MediaBox)
+            sides = sorted((x1 - x0, y1 - y0))
+            assert all(abs(a - b) < 0.01 for a, b in zip(sides, a4)), sides
+
+
+@st.composite
+def outlines(draw, depth: int = 1) -> list[dict]:
+    """Outlines in set-bookmarks' JSON form (pages 1..6, or null), up to 3 levels."""
+    items = []
+    for _ in range(draw(st.integers(0, 3 if depth == 1 else 2))):
+        children = draw(outlines(depth + 1)) if depth < 3 and draw(st.booleans()) else []
+        items.append({"title": draw(st.text(st.characters(categories=("L", "N", "P", "Zs")),
+                                             max_size=12)),
+                      "page": draw(st.one_of(st.none(), st.integers(1, 6))),
+                      "level": depth, "children": children})
+    return items
+
+
+def _within(items: list[dict], count: int) -> list[dict]:
+    """The outline with its pages folded into 1..count."""
+    return [dict(item, page=None if item["page"] is None else (item["page"] - 1) % count + 1,
+                 children=_within(item["children"], count)) for item in items]
+
+
+def law_set_bookmarks_then_bookmarks_is_identity(service: Service, pdf: bytes, outline: list) -> None:
+    outline = _within(outline, page_count(pdf))
+    marked = service.must_succeed("set-bookmarks", [pdf], {"bookmarks": json.dumps(outline)}).files[0]
+    read = json.loads(service.must_succeed("bookmarks", [marked]).files[0])
+    assert read == {"bookmarks": outline, "truncated": False}
+
+
 LAWS = {
+    "nup_makes_ceil_n_over_per_sheet_sheets": law_nup_makes_ceil_n_over_per_sheet_sheets,
+    "booklet_pages_are_a_multiple_of_four": law_booklet_pages_are_a_multiple_of_four,
+    "scale_to_a4_gives_a4_pages": law_scale_to_a4_gives_a4_pages,
+    "set_bookmarks_then_bookmarks_is_identity": law_set_bookmarks_then_bookmarks_is_identity,
     "a_pipeline_of_one_step_is_that_step": law_a_pipeline_of_one_step_is_that_step,
     "four_rotations_are_identity": law_four_rotations_are_identity,
     "encrypt_then_decrypt_keeps_pages_and_text": law_encrypt_then_decrypt_keeps_pages_and_text,
@@ -565,6 +625,17 @@ def hypothesis_tests(service: Service, run_profile: Profile) -> dict[str, Callab
         "split_then_merge_keeps_page_count": bound("split_then_merge_keeps_page_count", (valid, st.integers(1, 4)),
                                                    laws["split_then_merge_keeps_page_count"], n),
         "sanitize_is_idempotent": bound("sanitize_is_idempotent", (valid,), laws["sanitize_is_idempotent"], n),
+        "nup_makes_ceil_n_over_per_sheet_sheets": bound(
+            "nup_makes_ceil_n_over_per_sheet_sheets", (valid, st.sampled_from(sorted(GRIDS))),
+            laws["nup_makes_ceil_n_over_per_sheet_sheets"], n),
+        "booklet_pages_are_a_multiple_of_four": bound(
+            "booklet_pages_are_a_multiple_of_four", (valid,), laws["booklet_pages_are_a_multiple_of_four"], n),
+        "scale_to_a4_gives_a4_pages": bound(
+            "scale_to_a4_gives_a4_pages", (valid, st.sampled_from(["contain", "cover", "stretch"])),
+            laws["scale_to_a4_gives_a4_pages"], n),
+        "set_bookmarks_then_bookmarks_is_identity": bound(
+            "set_bookmarks_then_bookmarks_is_identity", (valid, outlines()),
+            laws["set_bookmarks_then_bookmarks_is_identity"], n),
         "a_pipeline_of_one_step_is_that_step": bound("a_pipeline_of_one_step_is_that_step", (pipeable_calls(),),
                                                      laws["a_pipeline_of_one_step_is_that_step"], n),
     }
