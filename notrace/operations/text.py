@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import pypdf
 import pypdfium2.raw as pdfium_c
@@ -40,6 +41,8 @@ MAX_TEXT_CHARS = 50_000_000
 _PDFIUM_HYPHEN = "\ufffe"
 _PDFIUM_HYPHEN_CODE = 0x02
 _MAX_CODE_POINT = 0x10FFFF
+#: A word: characters up to whitespace (or NUL), or up to and with a line-break hyphen.
+_WORD = re.compile(f"[^\\s\\x00{_PDFIUM_HYPHEN}]*{_PDFIUM_HYPHEN}|[^\\s\\x00{_PDFIUM_HYPHEN}]+")
 
 
 class _Budget:
@@ -90,11 +93,12 @@ def _pdfium_pages(data: memoryview, params: dict, max_pages: int) -> list[dict]:
             with pdfium.page(document, i) as (pdf_page, text_page):
                 count = text_page.count_chars()
                 budget.take(i + 1, count)
-                entry = {"page": i + 1, "text": _clean(text_page.get_text_range(0, count))}
+                raw = text_page.get_text_range(0, count)
+                entry = {"page": i + 1, "text": _clean(raw)}
                 if boxes:
                     entry["box"] = [round(v, 2) for v in pdf_page.get_bbox()]
                     entry["rotate"] = pdf_page.get_rotation()
-                    entry["words"] = _words(text_page.raw, count)
+                    entry["words"] = _words(text_page.raw, _chars(text_page.raw, raw, count))
             pages.append(entry)
     return pages
 
@@ -104,43 +108,43 @@ def _clean(raw: str) -> str:
     return raw.replace("\r\n", "\n").replace(_PDFIUM_HYPHEN, "-\n")
 
 
-def _char(code: int) -> str:
-    if code > _MAX_CODE_POINT or 0xD800 <= code <= 0xDFFF:
-        return "\ufffd"
-    return chr(code)
+def _chars(raw_text_page, text: str, count: int) -> str:
+    """The page's characters, one per PDFium character index: its text when that has one
+    character per index (as almost always), else read code by code."""
+    if len(text) == count:
+        return text
+    codes = (pdfium_c.FPDFText_GetUnicode(raw_text_page, i) for i in range(count))
+    return "".join(_PDFIUM_HYPHEN if code == _PDFIUM_HYPHEN_CODE else
+                   "\ufffd" if code > _MAX_CODE_POINT or 0xD800 <= code <= 0xDFFF else
+                   chr(code) for code in codes)
 
 
-def _words(raw_text_page, count: int) -> list[dict]:
-    """Words and their boxes from PDFium's characters (see the module doc)."""
-    unicode_of, box_of = pdfium_c.FPDFText_GetUnicode, pdfium_c.FPDFText_GetLooseCharBox
-    rect = pdfium_c.FS_RECTF()
+def _words(raw_text_page, chars: str) -> list[dict]:
+    """Words and their boxes from PDFium's characters (see the module doc); `chars[i]` is
+    character index i. Hot loop: one ctypes call per character of a word."""
+    box_of, rect = pdfium_c.FPDFText_GetLooseCharBox, pdfium_c.FS_RECTF()
     words: list[dict] = []
-    chars: list[str] = []
-    edges = [math.inf, math.inf, -math.inf, -math.inf]   # x0, y0, x1, y1 of the word
-
-    def flush() -> None:
-        if chars and edges[0] <= edges[2] and edges[1] <= edges[3]:
-            words.append({"text": "".join(chars), "x0": round(edges[0], 2),
-                          "y0": round(edges[1], 2), "x1": round(edges[2], 2),
-                          "y1": round(edges[3], 2)})
-        chars.clear()
-        edges[:] = [math.inf, math.inf, -math.inf, -math.inf]
-
-    for i in range(count):
-        code = unicode_of(raw_text_page, i)
-        char = _char(code)
-        if char.isspace() or code == 0:
-            flush()
-            continue
-        hyphen = code == _PDFIUM_HYPHEN_CODE or char == _PDFIUM_HYPHEN
-        chars.append("-" if hyphen else char)
-        if box_of(raw_text_page, i, rect):
-            x0, x1 = sorted((rect.left, rect.right))
-            y0, y1 = sorted((rect.bottom, rect.top))
-            if all(map(math.isfinite, (x0, y0, x1, y1))):
-                edges[:] = [min(edges[0], x0), min(edges[1], y0),
-                            max(edges[2], x1), max(edges[3], y1)]
-        if hyphen:
-            flush()
-    flush()
+    for match in _WORD.finditer(chars):
+        x0 = y0 = math.inf
+        x1 = y1 = -math.inf
+        for i in range(*match.span()):
+            if not box_of(raw_text_page, i, rect):
+                continue
+            left, right, bottom, top = rect.left, rect.right, rect.bottom, rect.top
+            if left > right:      # PDFium normalises its rectangles; cheap to be sure
+                left, right = right, left
+            if bottom > top:
+                bottom, top = top, bottom
+            if left < x0:         # comparisons, not min()/max(): a third of the time
+                x0 = left
+            if right > x1:
+                x1 = right
+            if bottom < y0:
+                y0 = bottom
+            if top > y1:
+                y1 = top
+        if all(map(math.isfinite, (x0, y0, x1, y1))):   # no box, or a degenerate one
+            words.append({"text": match.group().replace(_PDFIUM_HYPHEN, "-"),
+                          "x0": round(x0, 2), "y0": round(y0, 2),
+                          "x1": round(x1, 2), "y1": round(y1, 2)})
     return words
