@@ -259,14 +259,9 @@ def _typed_schema(param: Param) -> dict | None:
         return {"type": "boolean"}
     if param.kind not in ("integer", "number"):
         return None
-    schema: dict[str, Any] = {"type": param.kind}
-    if param.choices is not None:
-        schema["enum"] = list(param.choices)
-    if param.minimum is not None:
-        schema["minimum"] = param.minimum
-    if param.maximum is not None:
-        schema["maximum"] = param.maximum
-    return schema
+    limits = {"enum": list(param.choices) if param.choices is not None else None,
+              "minimum": param.minimum, "maximum": param.maximum}
+    return {"type": param.kind, **{k: v for k, v in limits.items() if v is not None}}
 
 
 def _step_schema(op: Operation) -> dict:

@@ -207,3 +207,12 @@ def test_cli_runs_a_pipeline(tmp_path):
                           '[{"operation": "rotate", "params": {"angle": 1}}]', str(source),
                           "-o", str(out)], capture_output=True, text=True, timeout=100, cwd=ROOT)
     assert bad.returncode == 3 and "steps[0] (rotate): angle" in bad.stderr
+
+
+def test_rate_limits_count_a_pipeline_as_an_operation_request(start_server):
+    limited = start_server(rate_per_min=1, rate_burst=1)
+    steps = [{"operation": "rotate", "params": {"angle": 90}}]
+    assert post_pipeline(limited, steps).status == 200
+    again = post_pipeline(limited, steps)
+    assert again.status == 429 and again.problem_type == "/problems/rate-limited"
+    assert limited.get("/health").status == 200
