@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -216,3 +217,32 @@ def test_rate_limits_count_a_pipeline_as_an_operation_request(start_server):
     again = post_pipeline(limited, steps)
     assert again.status == 429 and again.problem_type == "/problems/rate-limited"
     assert limited.get("/health").status == 200
+
+
+def _heavy_pdf(pages: int = 24, image_bytes: int = 1 << 20) -> bytes:
+    """About pages MB: each page draws an image stream of random bytes (as a JPEG: no step
+    here decodes it), so every rewrite of the document costs its whole size."""
+    pdf = pikepdf.new()
+    for _ in range(pages):
+        image = pdf.make_stream(os.urandom(image_bytes), Type=pikepdf.Name.XObject,
+                                Subtype=pikepdf.Name.Image, Width=1000, Height=1000,
+                                ColorSpace=pikepdf.Name.DeviceRGB, BitsPerComponent=8,
+                                Filter=pikepdf.Name.DCTDecode)
+        page = pdf.add_blank_page()
+        page.Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Im0=image))
+        page.Contents = pdf.make_stream(b"q 500 0 0 500 50 150 cm /Im0 Do Q")
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.timeout(120)
+def test_the_limits_are_those_of_one_job_for_the_whole_pipeline(start_server):
+    """Each rewrite of a 25 MB document takes well under the 0.6 s wall limit; sixteen of
+    them in one job do not: the job's deadline covers every step."""
+    quick = start_server(child_wall_s=0.6)
+    doc = _heavy_pdf()
+    one = [{"operation": "rotate", "params": {"angle": 90}}]
+    assert post_pipeline(quick, one, files=(doc,)).status == 200
+    reply = post_pipeline(quick, one * 16, files=(doc,))
+    assert reply.status == 422 and reply.problem_type == "/problems/time-limit", reply.body
