@@ -236,7 +236,12 @@ def fit_report(report: dict, limit: int = 4096) -> dict:
     does not is shown as {"operation": NAME, "omitted": true} (its report is in the CLI's
     output, or from the operation alone). 16 omitted steps fit well within 4096 bytes."""
     steps = report.get("steps")
-    if report_header(report, limit) is not None or not isinstance(steps, list):
+    # The report is the child's (untrusted) bytes: only a list of at most MAX_STEPS
+    # objects is cut (anything else raised AttributeError, a 500; and 4000 claimed steps
+    # cost the loop 8 s, cutting being quadratic). Any other report goes as it is, so
+    # without the header if it is too big for it.
+    if (report_header(report, limit) is not None or not isinstance(steps, list)
+            or len(steps) > MAX_STEPS or not all(isinstance(s, dict) for s in steps)):
         return report
     kept: list = [{"operation": s.get("operation"), "omitted": True} for s in steps]
     for i, step in enumerate(steps):

@@ -172,3 +172,38 @@ def test_a_barrage_of_hostile_children_costs_innocent_clients_nothing(hostile_se
         assert time.monotonic() < deadline, (before, fd_count(pids[0]), fd_count(pids[1]),
                                              zombies(pids[1]))
         time.sleep(0.1)
+
+
+def _pipeline(server, report_pieces):
+    """POST /api/v1/pipeline (one compress step) whose child answers this report."""
+    outputs = [manifest(report={"raw": report_pieces}), ["%PDF-1.7 body"]]
+    steps = json.dumps([{"operation": "compress", "params": {}}])
+    return server.post("pipeline", [order({"do": "answer", "outputs": outputs})],
+                       params={"steps": steps})
+
+
+@pytest.mark.parametrize("steps", ["1", "[]", '"x"', "null", '{"operation": 1}'])
+def test_a_pipeline_report_with_steps_that_are_not_objects_is_never_a_5xx(hostile_server,
+                                                                          steps):
+    """The report is cut to fit the header step by step (pipeline.fit_report): too big
+    for the header, and its steps not objects."""
+    reply = _pipeline(hostile_server, ['{"pad": "', "p" * 5000, '", "steps": [',
+                                       ",".join([steps] * 300), "]}"])
+    assert reply.status < 500, (reply.status, reply.body[:200])
+
+
+def test_a_pipeline_report_of_thousands_of_steps_does_not_stall_the_loop(hostile_server):
+    """A real pipeline has at most 16 steps; a child may claim 4000 (within the manifest
+    bound): cutting them to fit must not cost the server seconds (it was quadratic)."""
+    started = time.monotonic()
+    reply = _pipeline(hostile_server, ['{"steps": [', ",".join(['{"operation":"x"}'] * 4000),
+                                       "]}"])
+    assert reply.status < 500
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_deeply_nested_pipeline_report_is_never_a_5xx(hostile_server):
+    for depth in range(940, 1001):
+        reply = _pipeline(hostile_server, ['{"pad": "', "p" * 5000, '", "steps": [',
+                                           ['{"a":', depth], "1", ["}", depth], "]}"])
+        assert reply.status < 500, (depth, reply.status, reply.body[:200])
