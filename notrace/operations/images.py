@@ -70,10 +70,18 @@ def from_images(inputs: list[memoryview], params: dict, *, max_pages: int) -> Ou
     check_page_count(len(inputs), max_pages, "the request")
     pdf = pikepdf.new()
     for which, data in enumerate(inputs, start=1):
-        image, kind = _open_image(data, which)
-        xobject = _jpeg_xobject(pdf, data, image) if kind == "JPEG" else _png_xobject(pdf, image)
+        xobject, image = image_xobject(pdf, data, which)
         _add_image_page(pdf, xobject, image, params["page_size"])
     return pdf_output(save_pdf(pdf))
+
+
+def image_xobject(pdf: pikepdf.Pdf, data: memoryview,
+                  which: int) -> tuple[pikepdf.Stream, Image.Image]:
+    """An image XObject in `pdf` for the JPEG or PNG `data` (input `which`), and the
+    opened image (size, dpi). Raises Problem for anything else."""
+    image, kind = _open_image(data, which)
+    xobject = _jpeg_xobject(pdf, data, image) if kind == "JPEG" else _png_xobject(pdf, image)
+    return xobject, image
 
 
 def _open_image(data: memoryview, which: int) -> tuple[Image.Image, str]:

@@ -210,6 +210,16 @@ def _check_paper(*names: str):
     return check
 
 
+WIDTH_PATTERN = r"^[0-9]{1,5}(?:\.[0-9]{1,3})?%?$"
+
+
+def _check_stamp_image(values: dict) -> None:
+    if (values["x"] is None) != (values["y"] is None):
+        raise ParamError("x" if values["x"] is None else "y", "give x and y together")
+    if float(values["width"].rstrip("%")) <= 0:
+        raise ParamError("width", "must be more than 0")
+
+
 def _check_outline(values: dict) -> None:
     parse_outline(values["bookmarks"])
 
@@ -260,6 +270,26 @@ _COMPOSING = (
               (_paper("sheet", "Sheet size (laid landscape)", "A4"), _MARGIN, _BORDER,
                PASSWORD),
               "pdf", f"{_PKG}.compose:booklet", check=_check_paper("sheet")),
+    Operation("stamp-image", "Draw a PNG or JPEG (the second file) on pages: at one of 9 "
+              "positions or at x, y; width in points or percent of the page.",
+              Inputs(min=2, max=2, media_types=("application/pdf", "image/png",
+                                                "image/jpeg")),
+              (Param("position", "enum", "Where on the page, 24 points inside its edges "
+                     "(unless x and y are given).", default="center",
+                     choices=_POSITIONS + ("left", "right")),
+               Param("x", "number", "Points from the left edge of the page as shown to "
+                     "the image's left side (with y; instead of position).", default=None,
+                     minimum=-MAX_POINTS, maximum=MAX_POINTS),
+               Param("y", "number", "Points from the bottom edge of the page as shown to "
+                     "the image's bottom (with x).", default=None, minimum=-MAX_POINTS,
+                     maximum=MAX_POINTS),
+               Param("width", "string", 'Width of the image: points ("144") or percent of '
+                     'the page\'s width ("25%"); the height keeps the aspect.',
+                     default="25%", max_length=12, pattern=WIDTH_PATTERN),
+               Param("opacity", "number", "0 (invisible) to 1 (opaque).", default=1.0,
+                     minimum=0, maximum=1),
+               PAGES_ALL, PASSWORD),
+              "pdf", f"{_PKG}.imagestamp:stamp_image", check=_check_stamp_image),
     Operation("remove-annotations", "Remove annotations: every one but links, or those of "
               "the subtypes named.", _ONE_PDF,
               (Param("types", "string", 'Annotation subtypes to remove, any case: '

@@ -260,3 +260,57 @@ def test_booklet_of_10_pages_adds_two_blanks_at_the_end(call):
 def test_booklet_of_one_page(call):
     answer = call("booklet", [make_pdf(1, marker="A")])
     assert _sides(answer.file) == [(None, 1), (None, None)]
+
+
+# -- stamp-image -------------------------------------------------------------------------------
+
+def image_placements(data: bytes, page: int) -> list[tuple]:
+    """(x0, y0, x1, y1) of each image PDFium finds on `page` (0-based), in user space."""
+    doc = pypdfium2.PdfDocument(data)
+    try:
+        return [obj.get_bounds() for obj in doc[page].get_objects(
+            filter=[pypdfium2.raw.FPDF_PAGEOBJ_IMAGE], max_depth=3)]
+    finally:
+        doc.close()
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({}, (612 / 2 - 76.5, 396 - 51, 612 / 2 + 76.5, 396 + 51)),  # 25% of 612 wide, 3:2
+    ({"position": "top-left", "width": "120"}, (24, 792 - 24 - 80, 144, 792 - 24)),
+    ({"position": "right", "width": "60"}, (612 - 24 - 60, 396 - 20, 612 - 24, 396 + 20)),
+    ({"x": "10", "y": "20", "width": "30"}, (10, 20, 40, 40)),
+])
+def test_stamp_image_places_the_image(call, raw, expected):
+    from tests.pdfs import make_image_png
+    answer = call("stamp-image", [make_pdf(2), make_image_png(300, 200)], **raw)
+    for page in range(2):
+        (box,) = image_placements(answer.file, page)
+        assert close(box, expected, 0.5), box
+    assert sizes(answer.file) == [(612, 792)] * 2
+
+
+def test_stamp_image_jpeg_opacity_pages_and_a_turned_page(call):
+    from tests.pdfs import make_image_jpeg
+    answer = call("stamp-image", [make_pdf(2, rotate=90), make_image_jpeg(40, 40)],
+                  pages="2", opacity="0.5", position="bottom-left", width="50")
+    assert image_placements(answer.file, 0) == []
+    (box,) = image_placements(answer.file, 1)
+    # shown landscape (792 wide): bottom-left as seen is, in user space, the lower right
+    # corner: x from 612 - 24 - 50 to 612 - 24, y from 24 to 74.
+    assert close(box, (612 - 74, 24, 612 - 24, 74), 0.5), box
+    with pikepdf.open(io.BytesIO(answer.file)) as pdf:
+        states = pdf.pages[1].obj.Resources.ExtGState
+        assert [float(s.ca) for s in states.values()] == [0.5]
+    assert answer.report == {"stamped": 1}
+
+
+def test_stamp_image_refusals(call):
+    from notrace.operations import OPERATIONS
+    from tests.pdfs import make_image_png
+    assert call("stamp-image", [make_pdf(1), make_pdf(1)]).problem == "unsupported_image"
+    assert call("stamp-image", [make_image_png(), make_image_png()]).problem == "not_a_pdf"
+    assert call("stamp-image", [make_pdf(1), make_image_png()],
+                width="99999").problem == "bad_parameter"
+    for raw in ({"x": "1"}, {"width": "0%"}, {"width": "10cm"}):
+        with pytest.raises(ParamError):
+            OPERATIONS["stamp-image"].validate(raw)

@@ -14,7 +14,8 @@ from notrace.operations.problems import PROBLEMS, Problem
 EXPECTED = {"merge", "split", "select", "delete", "rotate", "compress", "linearize", "info",
             "metadata", "sanitize", "encrypt", "decrypt", "watermark", "number", "flatten",
             "repair", "text", "images", "from-images", "crop", "overlay", "scale", "nup",
-            "booklet", "remove-annotations", "remove-blank", "bookmarks", "set-bookmarks"}
+            "booklet", "remove-annotations", "remove-blank", "bookmarks", "set-bookmarks",
+            "stamp-image"}
 
 
 def test_registry_is_complete_and_resolvable():

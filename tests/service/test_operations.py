@@ -91,6 +91,7 @@ CASES = {
     "remove-blank": ([_THREE], {"pages": "2-"}, _check_pdf(3)),
     "bookmarks": ([_THREE], {}, _check_json("bookmarks")),
     "set-bookmarks": ([_THREE], {"bookmarks": '[{"title": "T", "page": 3}]'}, _check_pdf(3)),
+    "stamp-image": ([_THREE, make_image_png()], {"position": "top-right"}, _check_pdf(3)),
 }
 
 
