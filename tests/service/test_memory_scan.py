@@ -50,6 +50,9 @@ def send(method, path, body=b"", headers={}):
     return status
 body, ctype = multipart([pdf], {"password": password}, [password + ".pdf"])
 statuses = [send("POST", "/api/v1/encrypt", body, {"Content-Type": ctype})]
+steps = '[{"operation": "sanitize"}, {"operation": "encrypt", "params": {"password": "%s"}}]'
+body, ctype = multipart([pdf], {"steps": steps % password})
+statuses.append(send("POST", "/api/v1/pipeline", body, {"Content-Type": ctype}))
 statuses.append(send("POST", f"/api/v1/rotate?angle=90&password={password}", pdf,
                      {"Content-Type": "application/pdf"}))
 boundary = "b" + uuid.uuid4().hex
