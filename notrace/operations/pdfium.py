@@ -14,8 +14,10 @@ PDFium is a C++ parser of hostile input. What bounds it here:
 - `open_document` checks the page count against max_pages before any page is loaded,
   and `page` closes each page and its text page as soon as the caller is done, so a job
   holds one page's parsed content at a time; the document is closed on every path;
-- memory is bounded by the child's RLIMIT_AS (an allocation failure in PDFium aborts
-  the child: a crashed job, a 4xx), CPU and time by the sandbox.
+- memory is bounded by the child's RLIMIT_AS: an allocation PDFium cannot make aborts
+  the child (SIGABRT) at its limit, which the sandbox classifies as "memory" (a 422
+  memory-limit; a 78 kB page of a million text operators holds ~290 MB in PDFium);
+  CPU and time by the sandbox.
 
 When PDFium cannot open a file, qpdf gets it (open_pdf: the same problem codes as every
 other operation, and its repair), and PDFium reads qpdf's rewrite: decrypted, with a

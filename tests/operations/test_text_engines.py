@@ -219,6 +219,27 @@ async def test_both_engines_and_boxes_through_the_sandbox(call):
     assert isinstance(answers[5], HttpProblem) and answers[5].type.status == 422
 
 
+@pytest.mark.timeout(60)
+async def test_pdfium_out_of_memory_is_the_memory_limit():
+    """PDFium aborts (SIGABRT) when an allocation fails under RLIMIT_AS: the sandbox
+    classifies it by its peak memory, and the service answers 422 memory-limit."""
+    from tests.service.builders import slow_text_pdf
+    bomb = slow_text_pdf(1_000_000)   # 78 kB; PDFium holds ~290 MB of page objects
+    op = OPERATIONS["text"]
+    limits = Limits(memory_mb=64, cpu_s=20, wall_s=30, output_mb=16)
+    async with Sandbox(ENTRY, limits=limits, workers=1, queue=2, warmup=WARMUP) as sb:
+        result = await sb.run([bomb], {"operation": "text", "params": op.validate({}),
+                                       "max_pages": 10})
+        with pytest.raises(HttpProblem) as caught:
+            interpret(op, result, max_pages=10)
+        assert caught.value.type.slug == "memory-limit", result.reason
+        after = await sb.run([pdfs.make_pdf(1)], {"operation": "text",
+                                                  "params": op.validate({}),
+                                                  "max_pages": 10})
+        assert after.status == "ok"
+        after.close()
+
+
 def _words(text: str) -> list[str]:
     text = unicodedata.normalize("NFKC", text)
     return "".join(c for c in text
