@@ -33,7 +33,8 @@ __all__ = ["text", "MAX_PAGE_CHARS", "MAX_TEXT_CHARS"]
 
 #: Characters one page may have (a dense page of 8 pt text has about 10,000).
 MAX_PAGE_CHARS = 200_000
-#: Characters of the whole answer (about 100 MB of JSON at most; 5,000 dense pages fit).
+#: Characters of the whole answer (5,000 dense pages fit; about 100 MB of JSON as text; with
+#: boxes, some 16 bytes a character, the child's output limit comes first: a 422 either way).
 MAX_TEXT_CHARS = 50_000_000
 #: What PDFium puts for a hyphen that breaks a word at the end of a line, dropping the
 #: line break (U+FFFE in the page's text, U+0002 as that character's code): written back
