@@ -12,6 +12,12 @@ def flatten(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output
     form is dropped when no widget is left. Annotations without an appearance stay as
     they are (qpdf flattens only what has an appearance), counted as "remaining"."""
     pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
+    report = flatten_document(pdf)
+    return pdf_output(save_pdf(pdf), report)
+
+
+def flatten_document(pdf: pikepdf.Pdf) -> dict:
+    """Flatten `pdf` in place (see flatten); the report's counts."""
     before = sum(len(p.obj.get("/Annots", ())) for p in pdf.pages
                  if isinstance(p.obj.get("/Annots"), pikepdf.Array))
     if "/AcroForm" in pdf.Root:
@@ -22,4 +28,4 @@ def flatten(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output
     after = len(left)
     if "/AcroForm" in pdf.Root and not any(a.get("/Subtype") == "/Widget" for a in left):
         del pdf.Root["/AcroForm"]
-    return pdf_output(save_pdf(pdf), {"flattened": before - after, "remaining": after})
+    return {"flattened": before - after, "remaining": after}

@@ -3,6 +3,7 @@ OpenAPI) and by child.py (dispatch). Pure data: no PDF library is imported here.
 from __future__ import annotations
 
 from notrace.operations.boxes import BOX_PATTERN, MAX_POINTS, check_crop
+from notrace.operations.form_data import MAX_TEXT as FORM_TEXT, parse_values
 from notrace.operations.outline_data import MAX_DEPTH, MAX_ITEMS, MAX_TEXT, parse_outline
 from notrace.operations.paper import GRIDS, ORIENTATIONS, PAPER_PATTERN, parse_paper
 from notrace.operations.spec import Inputs, Operation, Param, ParamError
@@ -220,6 +221,10 @@ def _check_stamp_image(values: dict) -> None:
         raise ParamError("width", "must be more than 0")
 
 
+def _check_values(values: dict) -> None:
+    parse_values(values["values"])
+
+
 def _check_outline(values: dict) -> None:
     parse_outline(values["bookmarks"])
 
@@ -290,6 +295,19 @@ _COMPOSING = (
                      minimum=0, maximum=1),
                PAGES_ALL, PASSWORD),
               "pdf", f"{_PKG}.imagestamp:stamp_image", check=_check_stamp_image),
+    Operation("form-fields", "The form's fields as JSON: name, type, value, options, "
+              "required, read-only.", _ONE_PDF, (PASSWORD,), "json",
+              f"{_PKG}.forms:form_fields"),
+    Operation("fill-form", "Fill form fields from JSON; optionally flatten them into the "
+              "pages.", _ONE_PDF,
+              (Param("values", "string", '{"field name": value}: text for text fields, '
+                     "an option for radio groups and choices, true/false for checkboxes. "
+                     "A name the form lacks or a value outside a field's options is a "
+                     "400 naming the field.", max_length=FORM_TEXT),
+               Param("flatten", "boolean", "Draw the fields (and every annotation) into "
+                     "the pages, as flatten does.", default=False),
+               PASSWORD),
+              "pdf", f"{_PKG}.forms:fill_form", check=_check_values),
     Operation("remove-annotations", "Remove annotations: every one but links, or those of "
               "the subtypes named.", _ONE_PDF,
               (Param("types", "string", 'Annotation subtypes to remove, any case: '

@@ -60,6 +60,8 @@ def test_every_operation_runs_confined(tmp_path):
         ([marked], "split", {"by_bookmarks": "true"}), ([doc], "split", {"max_mb": "0.01"}),
         ([doc, png], "stamp-image", {"opacity": "0.5", "position": "top-right"}),
         ([doc, jpeg], "stamp-image", {"x": "10", "y": "10", "width": "50"}),
+        ([form], "form-fields", {}), ([active], "form-fields", {}),
+        ([form], "fill-form", {"values": '{"name": "Ada é"}', "flatten": "true"}),
     ]
     # Documents with images for images/compress: made by from-images, read back here.
     images_doc = save("images.pdf", _from_images([png, jpeg, gray]))

@@ -30,7 +30,8 @@ OTHER_OPS = {"split": {"every": "1"}, "select": {"pages": "-1,1"},
            "nup": {"per_sheet": "16", "border": "true"}, "booklet": {"margin": "10"},
            "remove-annotations": {"types": "Link,Widget,Popup,Text"}, "remove-blank": {},
            "bookmarks": {}, "set-bookmarks": {"bookmarks": '[{"title": "t", "page": 1}]',
-                                              "mode": "append"}}
+                                              "mode": "append"},
+           "form-fields": {}, "fill-form": {"values": "{}", "flatten": "true"}}
 #: Variants of existing operations that the corpus meets too (run with the others).
 VARIANTS = {"merge": {"bookmark_per_file": "true"}, "split": {"by_bookmarks": "true"}}
 

@@ -10,7 +10,8 @@ import pypdf
 import pytest
 
 from notrace.operations import OPERATIONS
-from tests.pdfs import make_encrypted_pdf, make_image_jpeg, make_image_png, make_pdf
+from tests.pdfs import (make_encrypted_pdf, make_form_pdf, make_image_jpeg, make_image_png,
+                        make_pdf)
 
 
 def _pages_both(data: bytes, password: str | None = None) -> list[float]:
@@ -92,6 +93,8 @@ CASES = {
     "bookmarks": ([_THREE], {}, _check_json("bookmarks")),
     "set-bookmarks": ([_THREE], {"bookmarks": '[{"title": "T", "page": 3}]'}, _check_pdf(3)),
     "stamp-image": ([_THREE, make_image_png()], {"position": "top-right"}, _check_pdf(3)),
+    "form-fields": ([_THREE], {}, _check_json("fields")),
+    "fill-form": ([make_form_pdf()], {"values": '{"name": "Ada"}'}, _check_pdf(1)),
 }
 
 
