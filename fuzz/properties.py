@@ -309,7 +309,7 @@ def check_outcome(operation: str, outcome: Outcome, password: str | None = None)
     assert 200 <= outcome.http_status, f"{operation}: status {outcome.http_status}"
     assert outcome.elapsed_s <= outcome.deadline_s + DEADLINE_SLACK_S, \
         f"{operation}: answered after {outcome.elapsed_s:.2f} s (deadline {outcome.deadline_s} s)"
-    if outcome.ok and OPERATIONS[operation].output in ("pdf", "pdf_or_archive"):
+    if outcome.ok and OPERATIONS[operation].output in ("pdf", "archive", "pdf_or_archive"):
         for data in pdf_outputs(outcome):
             reopen(data, password if operation == "encrypt" else None)
 

@@ -80,7 +80,7 @@ _DECLARED = (
                Param("by_bookmarks", "boolean", "true: one part per first-level bookmark, "
                      "from its page to the next one's.", default=None),
                PASSWORD),
-              "pdf_or_archive", f"{_PKG}.pagework:split",
+              "archive", f"{_PKG}.pagework:split",
               one_of=("ranges", "every", "max_mb", "by_bookmarks"), check=_check_split),
     Operation("select", "Extract, reorder or duplicate pages.", _ONE_PDF,
               (PAGES_REQUIRED, PASSWORD), "pdf", f"{_PKG}.pagework:select"),

@@ -42,8 +42,9 @@ class _Required:
 REQUIRED: Any = _Required()
 
 KINDS = ("string", "integer", "number", "boolean", "enum", "pages", "ranges", "password")
-#: Output kind -> the media types a child may answer for it ("pdf_or_archive": split
-#: answers one PDF, or a zip of them). The server refuses any other (jobs.BadManifest).
+#: Output kind -> the media types a child may answer for it. "archive" is always a zip,
+#: even of one part (split, images); "pdf_or_archive" is the pipeline's, which answers
+#: what its last step does. The server refuses any other (jobs.BadManifest).
 OUTPUT_MEDIA_TYPES = {
     "pdf": ("application/pdf",),
     "archive": ("application/zip",),
@@ -268,7 +269,7 @@ class Inputs:
 class Operation:
     """One operation: what it takes, what it answers, and where it is implemented.
 
-    output: one of OUTPUTS ("pdf_or_archive": split answers a zip of PDFs).
+    output: one of OUTPUTS ("archive": split and images answer a zip, even of one part).
     function: "module:function" implementing it in the child (called by child.run).
     one_of: names of optional parameters of which exactly one must be given.
     check: a check across the parsed values that no single Param can make (crop: a box
