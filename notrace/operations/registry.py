@@ -49,6 +49,17 @@ def _check_text(values: dict) -> None:
         raise ParamError("layout", "boxes needs engine=pdfium (pypdf gives no word boxes)")
 
 
+def _check_encrypt(values: dict) -> None:
+    """A restriction with an owner password equal to the user's would not hold (that
+    password grants every permission). Without owner_password the child makes a random
+    one (security.encrypt)."""
+    restricted = not all(values[f"allow_{what}"] for what in ("print", "modify", "extract"))
+    if restricted and values["owner_password"] == values["password"]:
+        raise ParamError("owner_password", "must differ from password when a permission is "
+                         "restricted (the owner password grants every permission); leave "
+                         "it out to have a random one")
+
+
 def _check_split(values: dict) -> None:
     if values["by_bookmarks"] is False:
         raise ParamError("by_bookmarks", "only true splits by bookmarks: give true, or "
@@ -153,7 +164,7 @@ _DECLARED = (
                Param("current_password", "password",
                      "Password that opens the input, if it is already encrypted.",
                      default=None, max_length=127)),
-              "pdf", f"{_PKG}.security:encrypt"),
+              "pdf", f"{_PKG}.security:encrypt", check=_check_encrypt),
     Operation("decrypt", "Remove encryption, given the password.", _ONE_PDF,
               (Param("password", "password", "User or owner password.", max_length=127),),
               "pdf", f"{_PKG}.security:decrypt"),
