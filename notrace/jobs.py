@@ -159,7 +159,7 @@ def _answer(op: Operation, manifest: dict, result: Result) -> Answer:
         raise BadManifest("the manifest does not have exactly its four keys and a body")
     if media_type not in OUTPUT_MEDIA_TYPES[op.output]:
         raise BadManifest(f"media type not declared by {op.name}")
-    if op.output == "json":
+    if media_type == "application/json":
         if filename is not None:
             raise BadManifest("a JSON answer with a download name")
     elif not (isinstance(filename, str) and _FILENAME.fullmatch(filename)):

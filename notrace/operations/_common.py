@@ -66,8 +66,12 @@ class OutputFile:
 
 @dataclasses.dataclass
 class Output:
+    """An operation's result: its files and report; `archive` asks for a zip even of
+    one file (or none), for operations whose output kind allows one (body.final_answer)."""
+
     files: list[OutputFile]
     report: dict[str, Any] | None = None
+    archive: bool = False
 
 
 def open_pdf(data: memoryview, *, password: str | None, max_pages: int,

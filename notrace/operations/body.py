@@ -65,12 +65,13 @@ def final_answer(op: Operation, output: Output) -> tuple[dict, bytes | memoryvie
     report = output.report or {}
     files = output.files
     count = len(files)
-    if op.output == "json":
+    as_zip = op.output == "archive" or output.archive or count > 1
+    if op.output == "json" or op.output == "json_or_archive" and not as_zip:
         body = files[0].data if files else json.dumps(report, ensure_ascii=True).encode()
         return _manifest(JSON, None, report, count), body
-    if not files and op.output != "archive":  # an archive may be empty (no images found)
+    if not files and not as_zip:  # an archive may be empty (no images found)
         raise ValueError(f"{op.name} answered no document")
-    if op.output == "archive" or count > 1:
+    if as_zip:
         return _manifest(ZIP, f"{op.name}.zip", report, count), _zip(files)
     part = files.pop()
     return _manifest(part.media_type, safe_filename(part.name), report, 1), part.data

@@ -47,9 +47,10 @@ import pikepdf
 import pypdf
 import pypdfium2  # noqa: F401  (loads libpdfium.so and initialises PDFium: see pdfium.py)
 
-from notrace.operations import (active, cleanup, compose, flatten, forms,  # noqa: F401
-                                images, imagestamp, metadata, optimize, outline, pagework,
-                                pdfium, reading, sanitize, scale, security, stamp, text)
+from notrace.operations import (active, attachments, cleanup, compose,  # noqa: F401
+                                flatten, forms, images, imagestamp, metadata, optimize,
+                                outline, pagework, pdfium, reading, sanitize, scale,
+                                security, stamp, text)
 from notrace.operations._common import OUR_BUGS, Output, configure_libraries
 from notrace.operations.body import check_pdfs, final_answer
 from notrace.operations.pages import PageRangeError, SelectionTooLarge

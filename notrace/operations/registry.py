@@ -3,6 +3,7 @@ OpenAPI) and by child.py (dispatch). Pure data: no PDF library is imported here.
 from __future__ import annotations
 
 from notrace.operations.boxes import BOX_PATTERN, MAX_POINTS, check_crop
+from notrace.operations.formats import NAMES as FORMAT_NAMES
 from notrace.operations.form_data import MAX_TEXT as FORM_TEXT, parse_values
 from notrace.operations.outline_data import MAX_DEPTH, MAX_ITEMS, MAX_TEXT, parse_outline
 from notrace.operations.paper import GRIDS, ORIENTATIONS, PAPER_PATTERN, parse_paper
@@ -67,6 +68,8 @@ def _check_split(values: dict) -> None:
 
 
 _ONE_PDF = Inputs()
+#: attach takes files of any kind after its PDF: every type the server can tell apart.
+ANY_FILE = ("application/pdf", "application/octet-stream", *sorted(FORMAT_NAMES))
 _DECLARED = (
     Operation("merge", "Concatenate PDFs in the order they were given.",
               Inputs(min=2, max=MAX_MERGE_INPUTS),
@@ -319,6 +322,20 @@ _COMPOSING = (
                      "the pages, as flatten does.", default=False),
                PASSWORD),
               "pdf", f"{_PKG}.forms:fill_form", check=_check_values),
+    Operation("attachments", "List the embedded files as JSON, or extract them as a zip.",
+              _ONE_PDF,
+              (Param("extract", "boolean", "true: answer a zip of the files (named "
+                     "attachment-<k>-<name>), the list as the report.", default=False),
+               PASSWORD),
+              "json_or_archive", f"{_PKG}.attachments:attachments"),
+    Operation("attach", "Embed files (every file after the first, a PDF) in the PDF.",
+              Inputs(min=2, max=MAX_MERGE_INPUTS, media_types=ANY_FILE),
+              (Param("names", "string", "Comma-separated names of the files, in order, "
+                     "reduced to letters, digits, dot, dash and underscore (uploads' own "
+                     "filenames are never read); absent: attachment-1, attachment-2...",
+                     default=None, max_length=4000),
+               PASSWORD),
+              "pdf", f"{_PKG}.attachments:attach"),
     Operation("remove-annotations", "Remove annotations: every one but links, or those of "
               "the subtypes named.", _ONE_PDF,
               (Param("types", "string", 'Annotation subtypes to remove, any case: '

@@ -50,6 +50,7 @@ OUTPUT_MEDIA_TYPES = {
     "archive": ("application/zip",),
     "json": ("application/json",),
     "pdf_or_archive": ("application/pdf", "application/zip"),
+    "json_or_archive": ("application/json", "application/zip"),  # JSON, or a zip if asked
 }
 OUTPUTS = tuple(OUTPUT_MEDIA_TYPES)
 #: A name the child gives a result or a zip member (part-3.pdf, page-2-image-1.png): our

@@ -62,6 +62,8 @@ def test_every_operation_runs_confined(tmp_path):
         ([doc, jpeg], "stamp-image", {"x": "10", "y": "10", "width": "50"}),
         ([form], "form-fields", {}), ([active], "form-fields", {}),
         ([form], "fill-form", {"values": '{"name": "Ada é"}', "flatten": "true"}),
+        ([active], "attachments", {}), ([active], "attachments", {"extract": "true"}),
+        ([doc, png, active], "attach", {"names": "a b.png,c/d.pdf"}),
     ]
     # Documents with images for images/compress: made by from-images, read back here.
     images_doc = save("images.pdf", _from_images([png, jpeg, gray]))

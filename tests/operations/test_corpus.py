@@ -31,7 +31,8 @@ OTHER_OPS = {"split": {"every": "1"}, "select": {"pages": "-1,1"},
            "remove-annotations": {"types": "Link,Widget,Popup,Text"}, "remove-blank": {},
            "bookmarks": {}, "set-bookmarks": {"bookmarks": '[{"title": "t", "page": 1}]',
                                               "mode": "append"},
-           "form-fields": {}, "fill-form": {"values": "{}", "flatten": "true"}}
+           "form-fields": {}, "fill-form": {"values": "{}", "flatten": "true"},
+           "attachments": {"extract": "true"}, "attach": {"names": "self.pdf"}}
 #: Variants of existing operations that the corpus meets too (run with the others).
 VARIANTS = {"merge": {"bookmark_per_file": "true"}, "split": {"by_bookmarks": "true"}}
 

@@ -104,7 +104,7 @@ def main() -> None:
 
     warm_up()
     # Either every file through every op, or explicit jobs {"files": [...], "op", "raw"}.
-    jobs = [([f] * (2 if op in ("merge", "overlay") else 1), op, raw)
+    jobs = [([f] * (2 if op in ("merge", "overlay", "attach") else 1), op, raw)
             for f in config.get("files", ())
             for op, raw in config.get("ops", {}).items()]
     jobs += [(j["files"], j["op"], j.get("raw", {})) for j in config.get("jobs", ())]

@@ -95,6 +95,10 @@ CASES = {
     "stamp-image": ([_THREE, make_image_png()], {"position": "top-right"}, _check_pdf(3)),
     "form-fields": ([_THREE], {}, _check_json("fields")),
     "fill-form": ([make_form_pdf()], {"values": '{"name": "Ada"}'}, _check_pdf(1)),
+    "attachments": ([_THREE], {"extract": "true"}, _check_zip(0)),
+    # any kind of file after the PDF: an image, a zip, bytes the server cannot name
+    "attach": ([_THREE, make_image_png(), b"PK\x05\x06" + bytes(18), b"notes"],
+               {"names": "a.png,b.zip,c.txt"}, _check_pdf(3)),
 }
 
 
