@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import signal
 import sys
@@ -19,23 +18,26 @@ from aiohttp import web
 
 from notrace import auth, hygiene, pipeline, settings as settings_mod
 from notrace.admission import raise_nofile_limit
+from notrace.cli_output import OutputError, plan as plan_output, write as write_output
+from notrace.cli_secrets import SecretError, add_secret_flags, resolve_secrets
 from notrace.app import make_app, make_sandbox
-from notrace.jobs import Answer, BadManifest, interpret, job_params
+from notrace.jobs import BadManifest, interpret, job_params
 from notrace.logs import configure as configure_logs, logger
 from notrace.middleware import answer_protocol_errors_as_problems
 from notrace.operations import OPERATIONS, Operation, ParamError
 from notrace.problems import HttpProblem
 from notrace.uploads import SNIFF_BYTES, check_kind, max_files, wrong_count
-from sandbox import MemFile
+from sandbox import MemFile, SandboxError
 
 __all__ = ["main", "build_parser"]
 
 # Exit codes, by kind of failure.
 EXIT_OK = 0
 EXIT_BUG = 1
-EXIT_USAGE = 2          # also argparse's
+EXIT_USAGE = 2          # also argparse's; an input, password file or output path
 EXIT_DOCUMENT = 3       # a 4xx problem: bad parameter, file or document
 EXIT_UNAVAILABLE = 4    # a 503 problem: sandbox busy or not ready; or it cannot start
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as a shell reports it
 
 
 def _param_flag(name: str) -> str:
@@ -49,24 +51,31 @@ def _add_run_parsers(run: argparse.ArgumentParser, parent: argparse.ArgumentPars
         for param in op.params:
             default = "" if param.required else f" (default: {param.default})"
             choices = f" One of: {', '.join(map(str, param.choices))}." if param.choices else ""
+            help_text = (f"{param.description}{choices}{default}"
+                         + (" (required)" if param.required else ""))
+            if param.secret:  # also -file and -env, so that no password need show in ps
+                add_secret_flags(p, param, help_text)
+                continue
             # Raw text: Operation.validate parses and checks it, exactly as for HTTP.
             p.add_argument(_param_flag(param.name), dest=f"param:{param.name}",
-                           metavar=param.kind.upper(), default=None,
-                           help=f"{param.description}{choices}{default}"
-                                + (" (required)" if param.required else ""))
+                           metavar=param.kind.upper(), default=None, help=help_text)
         p.add_argument("files", nargs="+", metavar="FILE",
                        help=f"{op.inputs.min} to {op.inputs.max} input files, in order "
                             f"({', '.join(op.inputs.media_types)}).")
-        p.add_argument("-o", "--output", required=True, metavar="OUT",
-                       help="Where to write the result ('-' for standard output).")
+        _add_output_flag(p, "the result")
     p = ops.add_parser(pipeline.NAME, help=pipeline.PIPELINE.summary,
                        description=pipeline.PIPELINE.summary, parents=[parent])
-    p.add_argument("--steps", dest="param:steps", metavar="JSON", required=True,
-                   help=pipeline.STEPS_PARAM.description)
+    add_secret_flags(p, pipeline.STEPS_PARAM, pipeline.STEPS_PARAM.description + " (required)")
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="The input files of the first step, in order.")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="Where to write the last step's result ('-' for standard output).")
+    _add_output_flag(p, "the last step's result")
+
+
+def _add_output_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("-o", "--output", metavar="OUT", default=None,
+                   help=f"Where to write {what}: FILE, DIR/ ({what}'s own name inside it) "
+                        "or '-' (standard output, also without -o; a PDF or a zip only when "
+                        "it is not a terminal).")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,9 +181,15 @@ def _job(settings, args: argparse.Namespace) -> tuple[Operation, dict, object, i
     return op, job_params(op, op.validate(raw), settings), op.limits, settings.max_pages
 
 
+def _secret_params(operation: str) -> tuple:
+    return (pipeline.PIPELINE if operation == pipeline.NAME else OPERATIONS[operation]).params
+
+
 def run(settings, args: argparse.Namespace) -> int:
     try:
+        resolve_secrets(args, _secret_params(args.operation))
         op, params, limits, manifest_pages = _job(settings, args)
+        target = plan_output(args.output, binary=op.output != "json")
         # A pipeline's files are those of its first step (the steps part is checked).
         first = params["steps"][0]["operation"] if args.operation == pipeline.NAME else op.name
         files = _read_inputs(OPERATIONS[first], args.files)
@@ -182,9 +197,10 @@ def run(settings, args: argparse.Namespace) -> int:
         return _fail(HttpProblem("bad-parameter", str(exc)))
     except HttpProblem as problem:
         return _fail(problem)
+    except (SecretError, OutputError) as exc:
+        return _usage(str(exc))
     except OSError as exc:
-        print(f"notrace: cannot read an input file: {exc.strerror}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(f"cannot read {exc.filename or 'an input file'}: {exc.strerror}")
     sandbox = make_sandbox(settings)
     try:
         result = sandbox.run_sync(files, params, limits)
@@ -193,24 +209,27 @@ def run(settings, args: argparse.Namespace) -> int:
         return _fail(problem)
     except BadManifest:
         return _fail(HttpProblem("processing-crashed"))
+    except SandboxError as exc:
+        print(f"notrace: the sandbox cannot start: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     finally:
         for mem in files:
             mem.close()
         sandbox.close_sync()
     with answer:
-        _write_body(answer, args.output)
+        try:
+            write_output(target, answer.body.chunks(), operation=op.name,
+                         media_type=answer.media_type, filename=answer.filename)
+        except OutputError as exc:
+            return _usage(str(exc))
     if answer.report and (op.output != "json" or args.operation == pipeline.NAME):
         print(json.dumps({"report": answer.report}, ensure_ascii=True), file=sys.stderr)
     return EXIT_OK
 
 
-def _write_body(answer: Answer, output: str) -> None:
-    """The body, from the job's memfd to `output` ('-': standard output) in chunks."""
-    target = contextlib.nullcontext(sys.stdout.buffer) if output == "-" else open(output, "wb")
-    with target as f:
-        for chunk in answer.body.chunks():
-            f.write(chunk)
-        f.flush()
+def _usage(message: str) -> int:
+    print(f"notrace: {message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _fail(problem: HttpProblem) -> int:
@@ -250,6 +269,14 @@ def check() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("notrace: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "keys":   # needs no settings: the keys file may not exist yet
         return new_key(args.name)

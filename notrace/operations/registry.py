@@ -161,7 +161,8 @@ _DECLARED = (
     Operation("encrypt", "Encrypt with AES-256.", _ONE_PDF,
               (Param("password", "password", "Password to open the result.", max_length=127),
                Param("owner_password", "password",
-                     "Password that grants every permission (default: the same password).",
+                     "Password that grants every permission (default: the same password; a "
+                     "random one, never shown, when a permission is restricted).",
                      default=None, max_length=127),
                _allow("print"), _allow("modify"), _allow("extract"),
                Param("current_password", "password",
