@@ -18,7 +18,8 @@ from aiohttp import web
 
 from notrace import auth, hygiene, pipeline, settings as settings_mod
 from notrace.admission import raise_nofile_limit
-from notrace.cli_output import OutputError, plan as plan_output, write as write_output
+from notrace.cli_output import OutputError, binary_answer, plan as plan_output, \
+    write as write_output
 from notrace.cli_secrets import SecretError, add_secret_flags, resolve_secrets
 from notrace.app import make_app, make_sandbox
 from notrace.jobs import BadManifest, interpret, job_params
@@ -189,7 +190,7 @@ def run(settings, args: argparse.Namespace) -> int:
     try:
         resolve_secrets(args, _secret_params(args.operation))
         op, params, limits, manifest_pages = _job(settings, args)
-        target = plan_output(args.output, binary=op.output != "json")
+        target = plan_output(args.output, binary=binary_answer(op.output))
         # A pipeline's files are those of its first step (the steps part is checked).
         first = params["steps"][0]["operation"] if args.operation == pipeline.NAME else op.name
         files = _read_inputs(OPERATIONS[first], args.files)

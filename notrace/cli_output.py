@@ -19,7 +19,7 @@ import os
 import sys
 from typing import BinaryIO, Iterable
 
-__all__ = ["OutputError", "Target", "plan", "write"]
+__all__ = ["OutputError", "Target", "binary_answer", "plan", "write"]
 
 STDOUT = "-"
 _JSON = "application/json"
@@ -47,14 +47,23 @@ def _writable_dir(path: str, shown: str) -> None:
         raise OutputError(f"cannot write to {shown}: the directory {path} is not writable")
 
 
-def plan(output: str | None, *, binary: bool, stdout: BinaryIO | None = None) -> Target:
+_TO_A_TERMINAL = ("the answer is binary (a PDF or a zip) and standard output is a terminal: "
+                  "give -o FILE or -o DIR/, or redirect it (> FILE)")
+
+
+def binary_answer(output_kind: str) -> bool | None:
+    """Whether an operation of that output kind answers something other than JSON (None:
+    it depends on its parameters, known once it has answered)."""
+    return {"json": False, "json_or_archive": None}.get(output_kind, True)
+
+
+def plan(output: str | None, *, binary: bool | None, stdout: BinaryIO | None = None) -> Target:
     """The Target for `-o OUTPUT` (None: absent), checked before any work. `binary`: the
-    operation answers something other than JSON."""
+    operation answers something other than JSON (None: not known yet; `write` checks)."""
     if output is None or output == STDOUT:
         stream = stdout if stdout is not None else sys.stdout
         if binary and stream.isatty():
-            raise OutputError("the answer is binary (a PDF or a zip) and standard output is "
-                              "a terminal: give -o FILE or -o DIR/, or redirect it (> FILE)")
+            raise OutputError(_TO_A_TERMINAL)
         return Target("stdout")
     if output == "":
         raise OutputError("-o needs a file or directory name ('-' for standard output)")
@@ -81,6 +90,8 @@ def write(target: Target, chunks: Iterable[bytes], *, operation: str, media_type
     """Write the answer's chunks to `target`; returns where they went ('-' or a path)."""
     if target.kind == "stdout":
         stream = stdout if stdout is not None else sys.stdout.buffer
+        if media_type != _JSON and stream.isatty():
+            raise OutputError(_TO_A_TERMINAL)
         try:
             for chunk in chunks:
                 stream.write(chunk)

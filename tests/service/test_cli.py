@@ -97,6 +97,20 @@ def test_a_binary_answer_goes_to_a_pipe_but_never_to_a_terminal(three, output):
     assert b"terminal" in stderr and b"-o FILE" in stderr and b"Traceback" not in stderr
 
 
+def test_json_or_a_zip_is_judged_by_the_answer(tmp_path):
+    """attachments answers JSON, or a zip with extract=true: known only once it answered."""
+    path = tmp_path / "attached.pdf"
+    with pikepdf.new() as pdf:
+        pdf.add_blank_page()
+        pdf.attachments["note.txt"] = pikepdf.AttachedFileSpec(pdf, b"hello")
+        pdf.save(path)
+    code, seen, stderr = on_a_terminal("attachments", path)
+    assert code == EXIT_OK, stderr
+    assert b"note.txt" in seen
+    code, seen, stderr = on_a_terminal("attachments", "--extract", "true", path)
+    assert code == EXIT_USAGE and b"terminal" in stderr and seen == b""
+
+
 def test_a_directory_gets_the_answers_own_name_and_nothing_is_replaced(tmp_path, three):
     out = tmp_path / "out"
     out.mkdir()
