@@ -49,17 +49,19 @@ def _add_run_parsers(run: argparse.ArgumentParser, parent: argparse.ArgumentPars
     ops = run.add_subparsers(dest="operation", metavar="OPERATION", required=True)
     for op in OPERATIONS.values():
         p = ops.add_parser(op.name, help=op.summary, description=op.summary, parents=[parent])
+        group = p.add_argument_group(f"parameters of {op.name}")  # apart from the settings
         for param in op.params:
-            default = "" if param.required else f" (default: {param.default})"
+            default = ("" if param.required or param.default is None
+                       else f" (default: {param.default})")
             choices = f" One of: {', '.join(map(str, param.choices))}." if param.choices else ""
             help_text = (f"{param.description}{choices}{default}"
                          + (" (required)" if param.required else ""))
             if param.secret:  # also -file and -env, so that no password need show in ps
-                add_secret_flags(p, param, help_text)
+                add_secret_flags(group, param, help_text)
                 continue
             # Raw text: Operation.validate parses and checks it, exactly as for HTTP.
-            p.add_argument(_param_flag(param.name), dest=f"param:{param.name}",
-                           metavar=param.kind.upper(), default=None, help=help_text)
+            group.add_argument(_param_flag(param.name), dest=f"param:{param.name}",
+                               metavar=param.kind.upper(), default=None, help=help_text)
         p.add_argument("files", nargs="+", metavar="FILE",
                        help=f"{op.inputs.min} to {op.inputs.max} input files, in order "
                             f"({', '.join(op.inputs.media_types)}).")

@@ -40,7 +40,8 @@ def flag_of(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_secret_flags(parser: argparse.ArgumentParser, param: Param, help_text: str) -> None:
+def add_secret_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, param: Param,
+                     help_text: str) -> None:
     """The plain flag (`dest="param:NAME"`, as every parameter) and its -file and -env twins."""
     flag = flag_of(param.name)
     parser.add_argument(flag, dest=f"param:{param.name}", metavar="VALUE|-", default=None,

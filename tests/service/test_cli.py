@@ -4,12 +4,15 @@ permissions that hold. Every run is the real command in a subprocess, with the r
 sandbox."""
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import pty
+import select
 import subprocess
 import sys
+import termios
 import time
 import zipfile
 
@@ -244,6 +247,36 @@ def test_passwords_from_the_environment_from_stdin_and_with_a_warning(tmp_path):
     assert MARKER not in visible.stderr.decode()
     wrong = notrace("info", "--password-env", "MY_PW", source, env={"MY_PW": "nope"})
     assert wrong.returncode == EXIT_DOCUMENT and "password" in one_line_error(wrong)
+
+
+def test_a_password_is_asked_for_without_echo_on_a_terminal(tmp_path):
+    source = tmp_path / "locked.pdf"
+    source.write_bytes(make_encrypted_pdf(2, user=MARKER))
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [*_CLI, "info", "--password", "-", str(source)], cwd=ROOT, env=_ENV,
+            stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True,  # the pty becomes its controlling terminal (/dev/tty)
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(follower)
+        shown = b""
+        while b"password: " not in shown:
+            ready, _, _ = select.select([leader], [], [], 30)
+            assert ready, f"no prompt; the terminal shows {shown!r}"
+            shown += os.read(leader, 1024)
+        os.write(leader, MARKER.encode() + b"\n")
+        stdout, stderr = proc.communicate(timeout=60)
+        while select.select([leader], [], [], 0.2)[0]:
+            try:
+                shown += os.read(leader, 1024)
+            except OSError:  # EIO: the command has gone
+                break
+    finally:
+        os.close(leader)
+    assert proc.returncode == EXIT_OK, stderr
+    assert json.loads(stdout)["encrypted"] is True
+    assert MARKER.encode() not in shown  # not echoed
 
 
 @pytest.mark.parametrize("args, words", [
