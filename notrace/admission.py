@@ -20,25 +20,31 @@ Beyond either bound the answer is 503 `busy` with Retry-After. An upload's bytes
 reserved while its job runs (the memfds live until the answer): this counts an input
 mapped in a running child twice (budget and child memory), never zero times.
 
-Answers count too: a result streams out of its memfd for as long as the client takes to
-read it (bounded by NOTRACE_ANSWER_TIMEOUT_S), so `hold_answer()` keeps its bytes and a
-request slot reserved until it is sent. It is never refused (the job is done and was
-legitimate: it must be answered), it may take the budget past its bound, and new
-uploads then get 503 until the answers drain. Without it, clients that stop reading
-their answers could pin workers + queue answers of NOTRACE_CHILD_OUTPUT_MB each.
+Answers count too: a result streams out of its memfd for as long as its client reads
+it, so `hold_answer()` keeps its bytes and a request slot reserved until it is sent. It
+is never refused (the job is done and was legitimate: it must be answered) and may take
+the budget past its bound. A client that stops reading must not pin that memory nor
+lock others out, so an answer is dropped (its connection aborted, its memfd freed)
+when its client has read nothing for NOTRACE_ANSWER_STALL_S, and AT ONCE when a new
+upload needs the room and the answer has been stalled for more than STALLED_AFTER_S
+(a client that keeps up never has a write waiting that long; one slower than about
+one 256 KiB chunk a second may lose its answer under memory pressure only).
 
 Also here: `raise_nofile_limit()`, called once at server start.
 """
 from __future__ import annotations
 
 import resource
+import time
+from typing import Callable
 
 FD_RESERVE = 256   # descriptors never given to upload memfds (see the module docstring)
+STALLED_AFTER_S = 1.0   # an answer whose write waited longer may be dropped for room
 
 from notrace.problems import HttpProblem
 from notrace.settings import Settings
 
-__all__ = ["Admission", "Ticket", "raise_nofile_limit"]
+__all__ = ["Admission", "Ticket", "AnswerTicket", "raise_nofile_limit"]
 
 
 def _busy(detail: str) -> HttpProblem:
@@ -82,6 +88,38 @@ class Ticket:
         self.release()
 
 
+class AnswerTicket(Ticket):
+    """An answer's share: its bytes and slot, and how to drop it if its client stalls.
+
+    The streaming code calls writing() before each write to the client and wrote()
+    once it returned; `drop` aborts the connection (the streaming then ends by itself).
+    """
+
+    def __init__(self, admission: "Admission", size: int, drop: Callable[[], None]) -> None:
+        super().__init__(admission)
+        self.reserved = size
+        self._drop = drop
+        self.waiting_since: float | None = None    # a write to the client is pending
+
+    def writing(self) -> None:
+        self.waiting_since = time.monotonic()
+
+    def wrote(self) -> None:
+        self.waiting_since = None
+
+    def stalled_for(self, now: float) -> float:
+        return 0.0 if self.waiting_since is None else now - self.waiting_since
+
+    def drop(self) -> None:
+        """Give everything back now and abort the answer's connection."""
+        self.release()
+        self._drop()
+
+    def release(self) -> None:
+        self._admission._answers.discard(self)
+        super().release()
+
+
 class Admission:
     """The server's bounds on uploads in progress (one instance per application)."""
 
@@ -94,6 +132,7 @@ class Admission:
         self.requests = 0       # tickets held
         self.bytes = 0          # bytes reserved by them
         self.files = 0          # files (memfds) reserved by them
+        self._answers: set[AnswerTicket] = set()   # answers being sent
 
     @classmethod
     def for_settings(cls, settings: Settings) -> "Admission":
@@ -108,6 +147,8 @@ class Admission:
         """A ticket for a new request whose body declares `declared` bytes (None: not
         known in advance), or the 503 problem. Nothing has been read yet."""
         if self.requests >= self.max_requests:
+            self._drop_stalled(lambda: self.requests < self.max_requests)
+        if self.requests >= self.max_requests:
             raise _busy("Too many uploads are in progress; retry after Retry-After seconds.")
         self.requests += 1
         ticket = Ticket(self)
@@ -119,16 +160,30 @@ class Admission:
                 raise
         return ticket
 
-    def hold_answer(self, size: int) -> Ticket:
+    def hold_answer(self, size: int, drop: Callable[[], None]) -> AnswerTicket:
         """A ticket for an answer of `size` bytes being sent: never refused (see the
-        module docstring); release() it once the answer is sent or abandoned."""
+        module docstring); release() it once the answer is sent or abandoned. `drop()`
+        aborts its connection, should its client stall while others need the room."""
         self.requests += 1
-        ticket = Ticket(self)
         self.bytes += size
-        ticket.reserved = size
+        ticket = AnswerTicket(self, size, drop)
+        self._answers.add(ticket)
         return ticket
 
+    def _drop_stalled(self, enough: Callable[[], bool]) -> None:
+        """Drop answers stalled past STALLED_AFTER_S, longest stalled first, until
+        `enough()` says there is room."""
+        now = time.monotonic()
+        stalled = sorted((t for t in self._answers if t.stalled_for(now) > STALLED_AFTER_S),
+                         key=lambda t: t.stalled_for(now), reverse=True)
+        for ticket in stalled:
+            if enough():
+                return
+            ticket.drop()
+
     def _reserve(self, n: int) -> None:
+        if self.bytes + n > self.max_bytes:
+            self._drop_stalled(lambda: self.bytes + n <= self.max_bytes)
         if self.bytes + n > self.max_bytes:
             raise _busy("The uploads in progress use the server's upload memory; "
                         "retry after Retry-After seconds.")

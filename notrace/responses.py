@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 
 from aiohttp import web
 
+from notrace.admission import AnswerTicket
 from notrace.jobs import Answer, report_header
 from notrace.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE, HttpProblem
 
@@ -23,11 +26,12 @@ REPORT_HEADER = "X-Notrace-Report"
 _CLOSE_AFTER = (408, 413)
 
 
-async def stream_answer(request: web.Request, answer: Answer,
-                        timeout_s: float) -> tuple[web.StreamResponse, bool]:
-    """Send `answer` within `timeout_s`, then close it (its memfd) whether the client read
-    it all, went away mid-answer or read too slowly (the connection is then closed).
-    Returns the (already sent) response and whether all of it went."""
+async def stream_answer(request: web.Request, answer: Answer, ticket: AnswerTicket,
+                        stall_s: float) -> tuple[web.StreamResponse, bool]:
+    """Send `answer`, then close it (its memfd) whether the client read it all, went away
+    mid-answer, read nothing for `stall_s` or was dropped for room (`ticket`, see
+    notrace.admission): the connection is then aborted. Returns the (already sent)
+    response and whether all of it went."""
     headers = {}
     report = report_header(answer.report)
     if report is not None:
@@ -39,21 +43,41 @@ async def stream_answer(request: web.Request, answer: Answer,
     response.content_type = answer.media_type
     response.content_length = answer.body.size
     try:
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(stall_s):
             await response.prepare(request)
-            for chunk in answer.body.chunks():
+        for chunk in answer.body.chunks():
+            ticket.writing()
+            async with asyncio.timeout(stall_s):     # no progress for stall_s: dropped
                 await response.write(chunk)
-            await response.write_eof()
+            ticket.wrote()
+        await response.write_eof()
     except (ConnectionError, TimeoutError):
-        # The client went away mid-answer, or stopped reading: nothing more to send.
+        # The client went away mid-answer, stopped reading, or was dropped for room.
         # Aborted, not closed: a close would wait to flush what the client never reads.
         response.force_close()
-        if request.transport is not None:
-            request.transport.abort()
+        abort_connection(request)
         return response, False
     finally:
+        ticket.release()
         answer.close()
     return response, True
+
+
+def abort_connection(request: web.Request) -> None:
+    """Drop the client's connection now, unsent data and all (idempotent).
+
+    SO_LINGER 0 makes the close a reset: the megabytes the kernel still holds in the
+    socket's send buffer are discarded at once, not trickled to a client that stalls."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
 
 
 def json_response(data: object, status: int = 200) -> web.Response:

@@ -19,7 +19,7 @@ from notrace.middleware import LOG, REQUEST_ID
 from notrace.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from notrace.operations import OPERATIONS, Operation, ParamError
 from notrace.problems import TYPES, HttpProblem
-from notrace.responses import json_response, stream_answer
+from notrace.responses import abort_connection, json_response, stream_answer
 from notrace.uploads import Upload, read_upload
 from notrace.web import ASSET_TYPES, PAGE_CSP as WEB_PAGE_CSP
 from sandbox import Result
@@ -182,9 +182,10 @@ async def _answer_job(request: web.Request, label: str, op: Operation, result: R
         answer = dataclasses.replace(answer, report=report(answer.report))
     fields["output_bytes"] = answer.body.size
     # The answer's bytes stay counted while it streams (see notrace.admission).
-    with app[keys.ADMISSION].hold_answer(answer.body.size):
-        response, complete = await stream_answer(request, answer,
-                                                 timeout_s=settings.answer_timeout_s)
+    ticket = app[keys.ADMISSION].hold_answer(answer.body.size,
+                                             drop=lambda: abort_connection(request))
+    response, complete = await stream_answer(request, answer, ticket,
+                                             stall_s=settings.answer_stall_s)
     if not complete:
         fields["client_gone"] = True
     return response

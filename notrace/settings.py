@@ -142,10 +142,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upload_timeout_s", _positive_float, lambda: 60.0,
             "Seconds a client has to send its whole request body (408 after that); also "
             "how long a connection may take to send its request head."),
-    Setting("answer_timeout_s", _positive_float, lambda: 120.0,
-            "Seconds a client has to read its whole answer; after that the connection is "
-            "closed and the answer's memory freed (a client that stops reading cannot pin "
-            "a result in memory)."),
+    Setting("answer_stall_s", _positive_float, lambda: 30.0,
+            "Seconds an answer may wait for its client to read any of it; then the "
+            "connection is closed and the answer's memory freed. Under memory pressure "
+            "an answer stalled for over a second is dropped at once to admit a new upload "
+            "(a client that stops reading cannot pin a result nor lock others out)."),
     Setting("max_pages", _positive_int, lambda: 2000,
             "Most pages a document may have (422 too-many-pages above)."),
     Setting("child_memory_mb", _positive_int, lambda: 512,

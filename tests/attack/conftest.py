@@ -91,7 +91,7 @@ def hostile_server():
     server = Server({"NOTRACE_WORKERS": "2", "NOTRACE_QUEUE": "4",
                      "NOTRACE_UPLOAD_TIMEOUT_S": "2", "NOTRACE_MAX_UPLOAD_MB": "8",
                      "NOTRACE_MAX_INFLIGHT_MB": "16", "NOTRACE_CHILD_WALL_S": "10",
-                     "NOTRACE_ANSWER_TIMEOUT_S": "3"},
+                     "NOTRACE_ANSWER_STALL_S": "3"},
                     wrapper=[sys.executable, "-m", "tests.attack.hostile_server"])
     server.start()
     try:

@@ -111,7 +111,7 @@ def test_a_client_gone_mid_answer_releases_the_memfd(hostile_server):
 
 
 def test_a_client_that_stops_reading_loses_its_answer_at_the_deadline(hostile_server):
-    """Ask for a 48 MiB answer and read nothing: at NOTRACE_ANSWER_TIMEOUT_S (3 s) the
+    """Ask for a 48 MiB answer and read nothing: at NOTRACE_ANSWER_STALL_S (3 s) the
     server drops the connection and its memfd; meanwhile /health answers, and then an
     innocent request is served."""
     server_pid, _ = server_pids(hostile_server)
