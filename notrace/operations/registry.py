@@ -61,12 +61,6 @@ def _check_encrypt(values: dict) -> None:
                          "it out to have a random one")
 
 
-def _check_split(values: dict) -> None:
-    if values["by_bookmarks"] is False:
-        raise ParamError("by_bookmarks", "only true splits by bookmarks: give true, or "
-                         "another way to split")
-
-
 _ONE_PDF = Inputs()
 #: attach takes files of any kind after its PDF: every type the server can tell apart.
 ANY_FILE = ("application/pdf", "application/octet-stream", *sorted(FORMAT_NAMES))
@@ -91,11 +85,12 @@ _DECLARED = (
                Param("max_mb", "number", "Consecutive pages in parts under this many MiB "
                      "(a page bigger than that is a part alone; the report lists such "
                      "parts).", default=None, minimum=0.01, maximum=10000),
-               Param("by_bookmarks", "boolean", "true: one part per first-level bookmark, "
-                     "from its page to the next one's.", default=None),
+               Param("by_bookmarks", "integer", "The outline level to cut at (1: one part per "
+                     "first-level bookmark, from its page to the next one's).", default=None,
+                     choices=(1,)),
                PASSWORD),
               "archive", f"{_PKG}.pagework:split",
-              one_of=("ranges", "every", "max_mb", "by_bookmarks"), check=_check_split),
+              one_of=("ranges", "every", "max_mb", "by_bookmarks")),
     Operation("select", "Extract, reorder or duplicate pages.", _ONE_PDF,
               (PAGES_REQUIRED, PASSWORD), "pdf", f"{_PKG}.pagework:select"),
     Operation("delete", "Delete pages.", _ONE_PDF,

@@ -57,7 +57,7 @@ def test_every_operation_runs_confined(tmp_path):
         ([doc], "set-bookmarks", {"bookmarks": '[{"title": "é", "page": 2, "children": '
                                                '[{"title": "x", "page": null}]}]'}),
         ([marked], "bookmarks", {}), ([marked, doc], "merge", {"bookmark_per_file": "true"}),
-        ([marked], "split", {"by_bookmarks": "true"}), ([doc], "split", {"max_mb": "0.01"}),
+        ([marked], "split", {"by_bookmarks": "1"}), ([doc], "split", {"max_mb": "0.01"}),
         ([doc, png], "stamp-image", {"opacity": "0.5", "position": "top-right"}),
         ([doc, jpeg], "stamp-image", {"x": "10", "y": "10", "width": "50"}),
         ([form], "form-fields", {}), ([active], "form-fields", {}),

@@ -36,7 +36,7 @@ OTHER_OPS = {"split": {"every": "1"}, "select": {"pages": "-1,1"},
            "form-fields": {}, "fill-form": {"values": "{}", "flatten": "true"},
            "attachments": {"extract": "true"}, "attach": {"names": "self.pdf"}}
 #: Second ways of existing operations that the corpus meets too (a run of their own).
-VARIANTS = {"merge": {"bookmark_per_file": "true"}, "split": {"by_bookmarks": "true"}}
+VARIANTS = {"merge": {"bookmark_per_file": "true"}, "split": {"by_bookmarks": "1"}}
 
 
 def corpus_files() -> list[str]:

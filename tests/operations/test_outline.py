@@ -115,12 +115,12 @@ def test_merge_keeps_outlines_and_adds_one_per_file(call):
 def test_split_by_bookmarks_and_by_size(call):
     data = with_outline(call, pages=5, outline=[{"title": "b", "page": 3},
                                                 {"title": "a", "page": 2}])
-    answer = call("split", [data], by_bookmarks="true")
+    answer = call("split", [data], by_bookmarks="1")
     assert answer.report["parts"] == [[1], [2], [3, 4, 5]]
     assert [len(pypdf.PdfReader(io.BytesIO(f)).pages) for f in answer.files] == [1, 1, 3]
-    assert call("split", [make_pdf(2)], by_bookmarks="true").problem == "bad_parameter"
+    assert call("split", [make_pdf(2)], by_bookmarks="1").problem == "bad_parameter"
     with pytest.raises(ParamError):
-        OPERATIONS["split"].validate({"by_bookmarks": "false"})
+        OPERATIONS["split"].validate({"by_bookmarks": "2"})
     # pages of ~3 KB (text that does not compress), parts under 10 KiB: a few pages each
     noise = "".join(random.Random(1).choices(string.ascii_letters, k=4000))
     big = make_pdf(12, text="page {n} " + noise)
