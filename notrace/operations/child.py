@@ -43,14 +43,15 @@ import PIL.Jpeg2KImagePlugin  # noqa: F401  (JPX images)
 import PIL.JpegImagePlugin  # noqa: F401
 import PIL.PngImagePlugin  # noqa: F401
 import PIL.TiffImagePlugin  # noqa: F401  (pikepdf hands CCITT images to Pillow as TIFF)
+import PIL.WebPImagePlugin  # noqa: F401  (render's webp format)
 import pikepdf
 import pypdf
 import pypdfium2  # noqa: F401  (loads libpdfium.so and initialises PDFium: see pdfium.py)
 
 from notrace.operations import (active, attachments, cleanup, compose,  # noqa: F401
                                 flatten, forms, images, imagestamp, metadata, optimize,
-                                outline, pagework, pdfium, reading, sanitize, scale,
-                                security, stamp, text)
+                                outline, pagework, pdfium, reading, render, sanitize,
+                                scale, security, stamp, text)
 from notrace.operations._common import OUR_BUGS, Output, configure_libraries
 from notrace.operations.body import check_pdfs, final_answer
 from notrace.operations.pages import PageRangeError, SelectionTooLarge

@@ -7,6 +7,7 @@ from notrace.operations.formats import NAMES as FORMAT_NAMES
 from notrace.operations.form_data import MAX_TEXT as FORM_TEXT, parse_values
 from notrace.operations.outline_data import MAX_DEPTH, MAX_ITEMS, MAX_TEXT, parse_outline
 from notrace.operations.paper import GRIDS, ORIENTATIONS, PAPER_PATTERN, parse_paper
+from notrace.operations.raster import MAX_DPI, MAX_PAGE_PIXELS, MAX_THUMBNAIL_WIDTH, MIN_DPI
 from notrace.operations.spec import Inputs, Operation, Param, ParamError
 
 __all__ = ["OPERATIONS", "MAX_MERGE_INPUTS", "MAX_IMAGE_INPUTS"]
@@ -25,6 +26,8 @@ PAGES_ALL = Param("pages", "pages",
                   default="all")
 PAGES_REQUIRED = Param("pages", "pages",
                        'Pages, in order (duplicates allowed): "3,1,1", "5-9", "-1", "odd", "4-".')
+QUALITY = Param("quality", "integer", "JPEG or WebP quality (1 to 100; PNG is lossless).",
+                default=85, minimum=1, maximum=100)
 _POSITIONS = ("center", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right")
 
 
@@ -202,6 +205,26 @@ _DECLARED = (
                      "or 72); a4/letter: image fitted on that page.", default="image",
                      choices=("image", "a4", "letter")),),
               "pdf", f"{_PKG}.images:from_images"),
+    Operation("render", "Render pages to images (PNG, JPEG or WebP), a zip of "
+              "page-0001.png, ... even for one page.", _ONE_PDF,
+              (PAGES_ALL,
+               Param("dpi", "integer", "Resolution in pixels per inch (a 72-point page is "
+                     "dpi pixels wide); a page over "
+                     f"{MAX_PAGE_PIXELS // 1_000_000} megapixels is refused.", default=150,
+                     minimum=MIN_DPI, maximum=MAX_DPI),
+               Param("format", "enum", "Image format.", default="png",
+                     choices=("png", "jpeg", "webp")),
+               QUALITY, PASSWORD),
+              "archive", f"{_PKG}.render:render"),
+    Operation("thumbnail", "One page as a PNG or JPEG image of the given width.", _ONE_PDF,
+              (Param("page", "integer", "The page (1 is the first).", default=1, minimum=1,
+                     maximum=1_000_000),
+               Param("width", "integer", "Width in pixels (the height keeps the page's "
+                     "proportions).", default=256, minimum=1, maximum=MAX_THUMBNAIL_WIDTH),
+               Param("format", "enum", "Image format.", default="png",
+                     choices=("png", "jpeg")),
+               QUALITY, PASSWORD),
+              "image", f"{_PKG}.render:thumbnail"),
 )
 
 

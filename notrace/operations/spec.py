@@ -51,6 +51,7 @@ OUTPUT_MEDIA_TYPES = {
     "json": ("application/json",),
     "pdf_or_archive": ("application/pdf", "application/zip"),
     "json_or_archive": ("application/json", "application/zip"),  # JSON, or a zip if asked
+    "image": ("image/png", "image/jpeg"),  # one image (thumbnail)
 }
 OUTPUTS = tuple(OUTPUT_MEDIA_TYPES)
 #: A name the child gives a result or a zip member (part-3.pdf, page-2-image-1.png): our

@@ -15,7 +15,8 @@ EXPECTED = {"merge", "split", "select", "delete", "rotate", "compress", "lineari
             "metadata", "sanitize", "encrypt", "decrypt", "watermark", "number", "flatten",
             "repair", "text", "images", "from-images", "crop", "overlay", "scale", "nup",
             "booklet", "remove-annotations", "remove-blank", "bookmarks", "set-bookmarks",
-            "stamp-image", "form-fields", "fill-form", "attachments", "attach"}
+            "stamp-image", "form-fields", "fill-form", "attachments", "attach", "render",
+            "thumbnail"}
 
 
 def test_registry_is_complete_and_resolvable():

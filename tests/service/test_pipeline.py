@@ -171,7 +171,8 @@ def test_catalogue_openapi_and_docs_describe_it(server):
         {p.name for p in OPERATIONS["rotate"].params}
     assert form["encoding"]["steps"]["contentType"] == "application/json"
     assert set(post["responses"]["200"]["content"]) == {"application/pdf", "application/zip",
-                                                        "application/json"}
+                                                        "application/json", "image/png",
+                                                        "image/jpeg"}  # thumbnail last
     docs = server.get("/docs").body.decode()
     assert "POST /api/v1/pipeline" in docs and "steps" in docs
 
