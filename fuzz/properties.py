@@ -22,7 +22,6 @@ import asyncio
 import dataclasses
 import io
 import json
-import json
 import logging
 import math
 import os
@@ -566,11 +565,11 @@ def law_set_bookmarks_then_bookmarks_is_identity(service: Service, pdf: bytes, o
 
 
 LAWS = {
+    "a_pipeline_of_one_step_is_that_step": law_a_pipeline_of_one_step_is_that_step,
     "nup_makes_ceil_n_over_per_sheet_sheets": law_nup_makes_ceil_n_over_per_sheet_sheets,
     "booklet_pages_are_a_multiple_of_four": law_booklet_pages_are_a_multiple_of_four,
     "scale_to_a4_gives_a4_pages": law_scale_to_a4_gives_a4_pages,
     "set_bookmarks_then_bookmarks_is_identity": law_set_bookmarks_then_bookmarks_is_identity,
-    "a_pipeline_of_one_step_is_that_step": law_a_pipeline_of_one_step_is_that_step,
     "four_rotations_are_identity": law_four_rotations_are_identity,
     "encrypt_then_decrypt_keeps_pages_and_text": law_encrypt_then_decrypt_keeps_pages_and_text,
     "select_all_keeps_every_page": law_select_all_keeps_every_page,
