@@ -233,7 +233,9 @@ def minimal_params(operation: str) -> dict[str, str]:
     for param in op.params:
         if param.default is not REQUIRED and param.name != (op.one_of[0] if op.one_of else None):
             continue
-        if param.choices:
+        if param.example is not None:
+            raw[param.name] = param.example
+        elif param.choices:
             raw[param.name] = str(param.choices[0])
         elif param.kind in ("integer", "number"):
             raw[param.name] = str(int(param.minimum) if param.minimum is not None else 1)

@@ -232,7 +232,7 @@ _DECLARED = (
 def _paper(name: str, what: str, default: str | None) -> Param:
     return Param(name, "string", f"{what}: A3, A4, A5, Letter, Legal (any case), or "
                  'width x height in millimetres or points ("210x297mm", "595x842pt").',
-                 default=default, max_length=24, pattern=PAPER_PATTERN)
+                 default=default, max_length=24, pattern=PAPER_PATTERN, example="A4")
 
 
 def _check_paper(*names: str):
@@ -336,7 +336,7 @@ _COMPOSING = (
               (Param("values", "string", '{"field name": value}: text for text fields, '
                      "an option for radio groups and choices, true/false for checkboxes. "
                      "A name the form lacks or a value outside a field's options is a "
-                     "400 naming the field.", max_length=FORM_TEXT),
+                     "400 naming the field.", max_length=FORM_TEXT, example="{}"),
                Param("flatten", "boolean", "Draw the fields (and every annotation) into "
                      "the pages, as flatten does.", default=False),
                PASSWORD),
@@ -375,7 +375,8 @@ _COMPOSING = (
               _ONE_PDF,
               (Param("bookmarks", "string", 'A list of {"title", "page" (from 1, or null), '
                      '"children"} ("level" optional), or the answer of bookmarks; at most '
-                     f"{MAX_ITEMS} items, {MAX_DEPTH} levels.", max_length=MAX_TEXT),
+                     f"{MAX_ITEMS} items, {MAX_DEPTH} levels.", max_length=MAX_TEXT,
+                     example='[{"title": "Start", "page": 1}]'),
                Param("mode", "enum", "replace the outline, or append to it.",
                      default="replace", choices=("replace", "append")),
                PASSWORD),

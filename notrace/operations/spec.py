@@ -98,6 +98,7 @@ class Param:
     max_length: longest accepted text, in characters, checked before any other parsing.
     pattern: for "string", a regex (Python and ECMA compatible, anchored with ^...$) the
         text must match; it is also the schema's pattern.
+    example: a valid raw value (the schema's example; the fuzzers' minimal value).
     """
 
     name: str
@@ -110,6 +111,8 @@ class Param:
     max_length: int = 1024
     secret: bool = False
     pattern: str | None = None  # strings only: a regex the whole text must match
+    example: str | None = None  # a valid raw value, for docs and fuzzers (JSON and patterned
+                                # strings need one: no generic value fits them)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -230,6 +233,8 @@ class Param:
                 schema["x-notrace-maximum"] = self.maximum
         if not self.required and self.default is not None:
             schema["default"] = _text_of(self.default)
+        if self.example is not None:
+            schema["examples"] = [self.example]
         return schema
 
     def describe(self) -> dict:

@@ -143,3 +143,11 @@ def test_number_and_integer_schemas_agree_with_parse(text):
             assert matches == ("must be" in exc.message), (text, exc.message)
         if parsed:
             assert matches
+
+
+def test_every_declared_example_is_valid():
+    """A Param's example is what docs and fuzzers send: it must pass its own parser."""
+    examples = [(op, p) for op in OPERATIONS.values() for p in op.params if p.example is not None]
+    assert examples
+    for op, param in examples:
+        param.parse(param.example)
