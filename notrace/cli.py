@@ -20,7 +20,8 @@ from notrace import auth, hygiene, pipeline, settings as settings_mod
 from notrace.admission import raise_nofile_limit
 from notrace.cli_output import OutputError, binary_answer, plan as plan_output, \
     write as write_output
-from notrace.cli_secrets import SecretError, add_secret_flags, resolve_secrets
+from notrace.cli_secrets import PASSWORD_ENV, SecretError, add_secret_flags, ask, \
+    resolve_secrets
 from notrace.app import make_app, make_sandbox
 from notrace.jobs import BadManifest, interpret, job_params
 from notrace.logs import configure as configure_logs, logger
@@ -32,23 +33,57 @@ from sandbox import MemFile, SandboxError
 
 __all__ = ["main", "build_parser"]
 
-# Exit codes, by kind of failure.
+# Exit codes, by kind of failure (the README's table and `notrace --help` list them).
 EXIT_OK = 0
-EXIT_BUG = 1
+EXIT_DOCUMENT = 1       # a 4xx problem: the document's or its parameters' (incl. its limits)
 EXIT_USAGE = 2          # also argparse's; an input, password file or output path
-EXIT_DOCUMENT = 3       # a 4xx problem: bad parameter, file or document
-EXIT_UNAVAILABLE = 4    # a 503 problem: sandbox busy or not ready; or it cannot start
+EXIT_UNAVAILABLE = 3    # the sandbox could not start, or a 503 problem (busy, restarting)
+EXIT_BUG = 4            # our bug: a 500 problem, not the document's fault
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as a shell reports it
+EXIT_CODES = ((EXIT_OK, "done"),
+              (EXIT_DOCUMENT, "the document's or its parameters' problem (a 4xx problem)"),
+              (EXIT_USAGE, "usage: flags, an unreadable input or password, an output "
+                           "not writable, binary to a terminal"),
+              (EXIT_UNAVAILABLE, "the sandbox could not start, or is busy or restarting "
+                                 "(a 503 problem): try again"),
+              (EXIT_BUG, "our bug (a 500 problem): not the document's fault"),
+              (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"))
+
+
+def _exit_codes_text() -> str:
+    return "exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES)
+
+
+def _run_epilog(takes_password: bool) -> str:
+    password = (f"Without any --password flag, the password is {PASSWORD_ENV} when set;\n"
+                "else, if the document needs one and standard input is a terminal,\n"
+                "it is asked for (no echo).\n" if takes_password else "")
+    return (password + "Settings flags (see notrace --help) are accepted too.\n\n"
+            + _exit_codes_text())
 
 
 def _param_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_run_parsers(run: argparse.ArgumentParser, parent: argparse.ArgumentParser) -> None:
+def _hidden_settings_parent() -> argparse.ArgumentParser:
+    """The settings flags, accepted but left out of an operation's --help (which shows
+    that operation's parameters only; `notrace --help` lists the settings). Its own
+    actions: parents share action objects, so hiding them here hides nothing elsewhere."""
+    parent = argparse.ArgumentParser(add_help=False)
+    settings_mod.add_flags(parent)
+    for action in parent._actions:
+        action.help = argparse.SUPPRESS
+    return parent
+
+
+def _add_run_parsers(run: argparse.ArgumentParser) -> None:
     ops = run.add_subparsers(dest="operation", metavar="OPERATION", required=True)
+    parent = _hidden_settings_parent()
     for op in OPERATIONS.values():
-        p = ops.add_parser(op.name, help=op.summary, description=op.summary, parents=[parent])
+        p = ops.add_parser(op.name, help=op.summary, description=op.summary, parents=[parent],
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog=_run_epilog(any(p.name == "password" for p in op.params)))
         group = p.add_argument_group(f"parameters of {op.name}")  # apart from the settings
         for param in op.params:
             default = ("" if param.required or param.default is None
@@ -67,7 +102,9 @@ def _add_run_parsers(run: argparse.ArgumentParser, parent: argparse.ArgumentPars
                             f"({', '.join(op.inputs.media_types)}).")
         _add_output_flag(p, "the result")
     p = ops.add_parser(pipeline.NAME, help=pipeline.PIPELINE.summary,
-                       description=pipeline.PIPELINE.summary, parents=[parent])
+                       description=pipeline.PIPELINE.summary, parents=[parent],
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=_run_epilog(False))
     add_secret_flags(p, pipeline.STEPS_PARAM, pipeline.STEPS_PARAM.description + " (required)")
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="The input files of the first step, in order.")
@@ -91,12 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="notrace: a zero-trace PDF service.",
         epilog="settings (environment variable, flag, default):\n"
                + "\n".join(f"  {s.env:28} {s.flag:22} {s.default_text()}"
-                           for s in settings_mod.SETTINGS))
+                           for s in settings_mod.SETTINGS)
+               + "\n\n" + _exit_codes_text())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser("serve", parents=[settings_parent],
                         help="Run the HTTP service (default 127.0.0.1:8000).")
-    run = commands.add_parser("run", help="Run one operation on local files.")
-    _add_run_parsers(run, settings_parent)
+    run = commands.add_parser("run", help="Run one operation on local files.",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=_run_epilog(True))
+    _add_run_parsers(run)
     commands.add_parser("check", parents=[settings_parent],
                         help="Show the isolation layers and run the sandbox self-test.")
     keys_cmd = commands.add_parser("keys", help="Make API keys (NOTRACE_API_KEYS_FILE).")
@@ -206,8 +246,22 @@ def run(settings, args: argparse.Namespace) -> int:
         return _usage(f"cannot read {exc.filename or 'an input file'}: {exc.strerror}")
     sandbox = make_sandbox(settings)
     try:
-        result = sandbox.run_sync(files, params, limits)
-        answer = interpret(op, result, max_pages=manifest_pages)
+        while True:
+            try:
+                answer = interpret(op, sandbox.run_sync(files, params, limits),
+                                   max_pages=manifest_pages)
+                break
+            except HttpProblem as problem:
+                if not _may_ask_password(problem, args):
+                    raise
+            # The document needs a password, none was given and a person is there: ask
+            # once, then run again with it (validated as any other value).
+            setattr(args, "param:password", ask("password", "--password"))
+            op, params, limits, manifest_pages = _job(settings, args)
+    except ParamError as exc:
+        return _fail(HttpProblem("bad-parameter", str(exc)))
+    except SecretError as exc:
+        return _usage(str(exc))
     except HttpProblem as problem:
         return _fail(problem)
     except BadManifest:
@@ -230,6 +284,15 @@ def run(settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _may_ask_password(problem: HttpProblem, args: argparse.Namespace) -> bool:
+    """A prompt is worth it: password-required, for an operation that takes `password`,
+    none given (no flag, no NOTRACE_PASSWORD), and standard input is a terminal."""
+    return (problem.type.slug == "password-required" and args.operation != pipeline.NAME
+            and any(p.name == "password" for p in OPERATIONS[args.operation].params)
+            and getattr(args, "param:password", None) is None
+            and sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty())
+
+
 def _usage(message: str) -> int:
     print(f"notrace: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -241,9 +304,9 @@ def _fail(problem: HttpProblem) -> int:
     if step is not None and not detail.startswith("steps["):  # a step failed as it ran
         detail = f"steps[{step}] ({problem.extra.get('operation')}): {detail}"
     print(f"notrace: {problem.type.title}: {detail} ({problem.type.uri})", file=sys.stderr)
-    if problem.status >= 500:
-        return EXIT_UNAVAILABLE if problem.status == 503 else EXIT_BUG
-    return EXIT_DOCUMENT
+    if problem.status == 503:  # busy, restarting, not ready: not the document's fault
+        return EXIT_UNAVAILABLE
+    return EXIT_BUG if problem.status >= 500 else EXIT_DOCUMENT
 
 
 # --- keys ----------------------------------------------------------------------------

@@ -11,6 +11,8 @@ gets four ways in, generated here from the declaration (never written per operat
   --NAME-file FILE    the first line of FILE
   --NAME-env VAR      the value of the environment variable VAR
 
+Without any of them, `password` comes from NOTRACE_PASSWORD when that is set (the CLI's
+only; notrace.settings reads its own names only, so the server neither takes nor logs it).
 At most one of them per parameter, and standard input for one parameter only. The value
 ends up where the plain flag puts it (`param:NAME`), so validation is the HTTP service's.
 A trailing newline (LF or CRLF) is not part of the value; an empty value is the
@@ -26,9 +28,11 @@ from typing import Iterable, TextIO
 
 from notrace.operations.spec import Param
 
-__all__ = ["SecretError", "add_secret_flags", "resolve_secrets", "flag_of"]
+__all__ = ["SecretError", "add_secret_flags", "resolve_secrets", "flag_of", "PASSWORD_ENV",
+           "ask"]
 
 STDIN = "-"
+PASSWORD_ENV = "NOTRACE_PASSWORD"  # the default source of `password`
 _MAX_LINE = 64 * 1024  # far beyond any password (127 characters): a bound only
 
 
@@ -73,7 +77,9 @@ def resolve_secrets(args: argparse.Namespace, params: Iterable[Param], *,
         if len(given) > 1:
             raise SecretError(f"give {param.name} one way only: {flag}, {flag}-file or "
                               f"{flag}-env")
-        if path is not None:
+        if not given and param.name == "password" and PASSWORD_ENV in os.environ:
+            value = os.environ[PASSWORD_ENV]
+        elif path is not None:
             value = _first_line_of_file(path, flag)
         elif var is not None:
             if var not in os.environ:
@@ -112,11 +118,16 @@ def _from_stdin(stdin: TextIO, name: str, flag: str) -> str:
     if stdin is None or stdin.closed:
         raise SecretError(f"{flag} -: there is no standard input")
     if stdin.isatty():
-        try:
-            return getpass.getpass(f"{name}: ")
-        except EOFError:
-            raise SecretError(f"{flag} -: no {name} given") from None
+        return ask(name, flag)
     try:
         return _strip_newline(stdin.readline(_MAX_LINE))
     except UnicodeDecodeError:
         raise SecretError(f"{flag} -: standard input is not UTF-8 text") from None
+
+
+def ask(name: str, flag: str) -> str:
+    """Ask the terminal for `name` without echo (getpass: /dev/tty). Raises SecretError."""
+    try:
+        return getpass.getpass(f"{name}: ")
+    except EOFError:
+        raise SecretError(f"{flag}: no {name} given") from None

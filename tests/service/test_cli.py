@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(120)
 
 _ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
 _CLI = [sys.executable, "-m", "notrace", "run"]
-EXIT_OK, EXIT_USAGE, EXIT_DOCUMENT = 0, 2, 3
+EXIT_OK, EXIT_DOCUMENT, EXIT_USAGE = 0, 1, 2
 
 
 def notrace(*args, input: bytes | None = None, env: dict | None = None, **kw):
@@ -161,11 +161,19 @@ def test_an_existing_output_is_untouched_when_the_job_fails(tmp_path, three):
     assert "nope.pdf" in one_line_error(missing)
 
 
-def test_help_of_an_operation_shows_its_parameters(three):
+def test_help_of_an_operation_shows_its_parameters_only(three):
     done = notrace("decrypt", "--help")
     assert done.returncode == EXIT_OK
     text = done.stdout.decode()
     assert "--password-file" in text and "--password-env" in text and "--angle" not in text
+    assert "NOTRACE_PASSWORD" in text and "exit codes:" in text
+    for setting in ("--max-pages", "--child-memory-mb", "--host", "NOTRACE_MAX_PAGES"):
+        assert setting not in text, setting  # the settings flags are hidden here...
+    limited = notrace("info", "--max-pages", "2", three)  # ...and still accepted
+    assert limited.returncode == EXIT_DOCUMENT and "too-many-pages" in one_line_error(limited)
+    assert "--max-pages" in subprocess.run([sys.executable, "-m", "notrace", "--help"],
+                                           cwd=ROOT, env=_ENV, capture_output=True,
+                                           timeout=60).stdout.decode()
 
 
 # --- archives -----------------------------------------------------------------------
@@ -210,28 +218,55 @@ def _command_lines(root: psutil.Process) -> list[bytes]:
     return seen
 
 
-def test_a_password_file_keeps_the_password_out_of_every_command_line(tmp_path):
-    source, out, secret = tmp_path / "locked.pdf", tmp_path / "open.pdf", tmp_path / "pw"
-    source.write_bytes(make_encrypted_pdf(3, user=MARKER))
-    secret.write_text(MARKER + "\n")
-    proc = subprocess.Popen([*_CLI, "decrypt", "--password-file", str(secret), str(source),
-                             "-o", str(out)], cwd=ROOT, env=_ENV, stdout=subprocess.PIPE,
+def _run_watching_command_lines(args: list[str], env: dict) -> tuple[int, bytes, list[bytes]]:
+    """Run `notrace run ARGS`, reading the command lines of the command and its fork
+    server while they live: (exit code, stderr, the command lines seen)."""
+    proc = subprocess.Popen([*_CLI, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     root, lines = psutil.Process(proc.pid), []
-    while proc.poll() is None:  # the command and its fork server, while they live
+    while proc.poll() is None:
         try:
             lines += _command_lines(root)
         except psutil.NoSuchProcess:
             break
         time.sleep(0.005)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == EXIT_OK, stderr
+    return proc.returncode, stderr, lines
+
+
+def test_a_password_file_keeps_the_password_out_of_every_command_line(tmp_path):
+    source, out, secret = tmp_path / "locked.pdf", tmp_path / "open.pdf", tmp_path / "pw"
+    source.write_bytes(make_encrypted_pdf(3, user=MARKER))
+    secret.write_text(MARKER + "\n")
+    code, stderr, lines = _run_watching_command_lines(
+        ["decrypt", "--password-file", str(secret), str(source), "-o", str(out)], _ENV)
+    assert code == EXIT_OK, stderr
     assert any(b"--password-file" in line for line in lines)
     assert any(b"\x00-I\x00-c\x00" in line for line in lines)  # the fork server's, too
     assert not any(MARKER.encode() in line for line in lines)
     assert b"warning" not in stderr
     with pikepdf.open(out) as pdf:
         assert not pdf.is_encrypted and len(pdf.pages) == 3
+
+
+def test_notrace_password_is_the_password_and_in_no_command_line(tmp_path):
+    source, out = tmp_path / "locked.pdf", tmp_path / "open.pdf"
+    source.write_bytes(make_encrypted_pdf(3, user=MARKER))
+    code, stderr, lines = _run_watching_command_lines(
+        ["decrypt", str(source), "-o", str(out)], {**_ENV, "NOTRACE_PASSWORD": MARKER})
+    assert code == EXIT_OK, stderr
+    assert any(b"\x00-I\x00-c\x00" in line for line in lines)  # the fork server's, too
+    assert not any(MARKER.encode() in line for line in lines)
+    assert stderr == b""  # no warning, and the password in no message
+    with pikepdf.open(out) as pdf:
+        assert not pdf.is_encrypted and len(pdf.pages) == 3
+    # A flag wins over the variable; a wrong one is the document's problem (exit 1).
+    wrong = notrace("info", "--password-env", "MY_PW", source,
+                    env={"MY_PW": "nope", "NOTRACE_PASSWORD": MARKER})
+    assert wrong.returncode == EXIT_DOCUMENT and "password-wrong" in one_line_error(wrong)
+    assert MARKER not in wrong.stderr.decode()
+    none = notrace("info", source)  # no terminal to ask on: the document's problem
+    assert none.returncode == EXIT_DOCUMENT and "password-required" in one_line_error(none)
 
 
 def test_passwords_from_the_environment_from_stdin_and_with_a_warning(tmp_path):
@@ -250,13 +285,17 @@ def test_passwords_from_the_environment_from_stdin_and_with_a_warning(tmp_path):
     assert wrong.returncode == EXIT_DOCUMENT and "password" in one_line_error(wrong)
 
 
-def test_a_password_is_asked_for_without_echo_on_a_terminal(tmp_path):
+@pytest.mark.parametrize("flags", [["--password", "-"], []],
+                         ids=["asked-for", "the-document-needs-one"])
+def test_a_password_is_asked_for_without_echo_on_a_terminal(tmp_path, flags):
+    """`--password -` on a terminal prompts; with no password at all, a document that
+    turns out to need one is answered by a prompt and a second run (once)."""
     source = tmp_path / "locked.pdf"
     source.write_bytes(make_encrypted_pdf(2, user=MARKER))
     leader, follower = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [*_CLI, "info", "--password", "-", str(source)], cwd=ROOT, env=_ENV,
+            [*_CLI, "info", *flags, str(source)], cwd=ROOT, env=_ENV,
             stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,  # the pty becomes its controlling terminal (/dev/tty)
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))

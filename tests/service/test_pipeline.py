@@ -208,7 +208,7 @@ def test_cli_runs_a_pipeline(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "notrace", "run", "pipeline", "--steps",
                           '[{"operation": "rotate", "params": {"angle": 1}}]', str(source),
                           "-o", str(out)], capture_output=True, text=True, timeout=100, cwd=ROOT)
-    assert bad.returncode == 3 and "steps[0] (rotate): angle" in bad.stderr
+    assert bad.returncode == 1 and "steps[0] (rotate): angle" in bad.stderr
 
 
 def test_rate_limits_count_a_pipeline_as_an_operation_request(start_server):
