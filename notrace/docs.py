@@ -64,7 +64,20 @@ def _operation_html(path: str, op: dict) -> str:
             f"{' (raw body: parameters in the query string)' if 'application/pdf' in body else ''}."
             f" Answer: {answers}. Failures: {failures} (problem+json).</p>"
             "<table><tr><th>part</th><th>type</th><th>required</th><th>default</th>"
-            f"<th>meaning</th></tr>{''.join(rows)}</table>")
+            f"<th>meaning</th></tr>{''.join(rows)}</table>" + _headers_html(op["responses"]))
+
+
+def _headers_html(responses: dict) -> str:
+    """The response headers the operation may send, with the statuses that carry each."""
+    seen: dict[str, tuple[list[str], str]] = {}
+    for status, response in responses.items():
+        for name, header in response.get("headers", {}).items():
+            seen.setdefault(name, ([], header.get("description", "")))[0].append(status)
+    rows = "".join(f"<tr><td><code>{escape(name)}</code></td><td>{', '.join(statuses)}</td>"
+                   f"<td>{escape(meaning)}</td></tr>"
+                   for name, (statuses, meaning) in seen.items())
+    return ("<table><tr><th>response header</th><th>on</th><th>meaning</th></tr>"
+            f"{rows}</table>") if rows else ""
 
 
 def _problems_table() -> str:

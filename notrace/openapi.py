@@ -11,14 +11,30 @@ from typing import Iterable
 from notrace import pipeline
 from notrace.operations.spec import OUTPUT_MEDIA_TYPES, Operation
 from notrace.problems import MEDIA_TYPE as PROBLEM, TYPES
+from notrace.responses import REPORT_HEADER
 from notrace.uploads import max_files, secret_header, takes_raw_pdf
 
 __all__ = ["build"]
 
 # Statuses an operation request may answer, besides 200.
 _OPERATION_FAILURES = (400, 401, 408, 413, 415, 422, 429, 500, 503)
+# Every response header an operation's answer may carry, described here once; the
+# responses below (and so /docs) name them. None is required: each is sent when it applies.
+HEADERS = {
+    REPORT_HEADER: "The operation's report as JSON (e.g. what sanitize removed), when it "
+                   "fits in a header.",
+    "Content-Disposition": 'On a file answer (a PDF, a zip, an image; not JSON): '
+                           '`attachment; filename="NAME"`, the answer\'s own download name '
+                           '(`document.pdf`, `split.zip`...).',
+    "Retry-After": "Seconds to wait before trying again.",
+    "WWW-Authenticate": 'The challenge: `Bearer realm="notrace"` (with '
+                        '`error="invalid_token"` for a wrong key).',
+    "X-Request-ID": "The request's id (the problem's `instance`; the log lines carry it): "
+                    "the client's own X-Request-ID when it sent a sane one, else a new one.",
+}
 # Answers that carry a header of their own (401: the challenge; 429 and 503: when to retry).
-_PROBLEM_HEADERS = {401: "WWW-Authenticate", 429: "Retry-After", 503: "Retry-After"}
+_PROBLEM_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",),
+                    503: ("Retry-After",)}
 # With API keys on (NOTRACE_API_KEYS_FILE), every endpoint but these needs a key.
 _OPEN = [{}]
 _KEYED = [{}, {"bearer": []}, {"apiKey": []}]
@@ -36,14 +52,19 @@ def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _headers(*names: str) -> dict:
+    """responses.*.headers for `names`, described from HEADERS."""
+    return {name: {"description": HEADERS[name], "schema": {"type": "string"}}
+            for name in names}
+
+
 def _problem_responses(statuses: Iterable[int]) -> dict:
     out = {}
     for status in statuses:
         slugs = sorted(t.slug for t in TYPES.values() if t.status == status)
         out[str(status)] = {
             "description": "Problem: " + ", ".join(f"`{s}`" for s in slugs),
-            "headers": ({_PROBLEM_HEADERS[status]: {"schema": {"type": "string"}}}
-                        if status in _PROBLEM_HEADERS else {}),
+            "headers": _headers(*_PROBLEM_HEADERS.get(status, ()), "X-Request-ID"),
             "content": {PROBLEM: {"schema": _ref("Problem")}},
         }
     return out
@@ -87,14 +108,18 @@ def _operation(op: Operation) -> dict:
         "responses": {
             "200": {"description": "The result (a single document as an attachment, "
                                    "several as a zip, data as JSON).",
-                    "headers": {"X-Notrace-Report": {
-                        "description": "The operation's report as JSON (e.g. what sanitize "
-                                       "removed), when it fits in a header.",
-                        "schema": {"type": "string"}}},
+                    "headers": _headers(REPORT_HEADER, *_file_header(op.output),
+                                        "X-Request-ID"),
                     "content": ok_content},
             **_problem_responses(_OPERATION_FAILURES),
         },
     }
+
+
+def _file_header(*outputs: str) -> tuple[str, ...]:
+    """Content-Disposition when one of these outputs may answer a file (not JSON)."""
+    files = any(m != "application/json" for o in outputs for m in OUTPUT_MEDIA_TYPES[o])
+    return ("Content-Disposition",) if files else ()
 
 
 def _pipeline() -> dict:
@@ -108,7 +133,9 @@ def _pipeline() -> dict:
     form["encoding"]["steps"] = {"contentType": "application/json"}
     ok = post["responses"]["200"]
     ok["description"] = "The last step's result (one document, a zip, or JSON)."
-    ok["headers"]["X-Notrace-Report"]["description"] = (
+    ok["headers"] = _headers(REPORT_HEADER, *_file_header(*OUTPUT_MEDIA_TYPES),
+                             "X-Request-ID")
+    ok["headers"][REPORT_HEADER]["description"] = (
         'Every step\'s report in order: {"steps": [{"operation": NAME, "report": {...}}]}; '
         'a step whose report does not fit the header is {"operation": NAME, "omitted": true}.')
     ok["content"] = {m: {"schema": {"type": "object"} if m == "application/json" else _BINARY}

@@ -104,6 +104,33 @@ def test_openapi_is_valid_and_matches_declarations(server):
         assert set(form["properties"]) == {"file", *(p.name for p in op.params)}
 
 
+def test_every_header_an_operation_sends_is_documented_in_openapi_and_docs(server):
+    """Every operation's 200 declares X-Notrace-Report (and Content-Disposition when it may
+    answer a file), 429 and 503 Retry-After, 401 WWW-Authenticate; /docs shows them; and a
+    real file answer sends the 200's headers."""
+    spec = server.get("/openapi.json").json()
+    for name in [*OPERATIONS, "pipeline"]:
+        responses = spec["paths"][f"/api/v1/{name}"]["post"]["responses"]
+        assert "X-Notrace-Report" in responses["200"]["headers"], name
+        assert "Retry-After" in responses["429"]["headers"], name
+        assert "Retry-After" in responses["503"]["headers"], name
+        assert "WWW-Authenticate" in responses["401"]["headers"], name
+        assert all(h["description"] for r in responses.values()
+                   for h in r.get("headers", {}).values()), name
+    ok = spec["paths"]["/api/v1/merge"]["post"]["responses"]["200"]["headers"]
+    assert "Content-Disposition" in ok
+    assert "Content-Disposition" not in (
+        spec["paths"]["/api/v1/info"]["post"]["responses"]["200"]["headers"])
+    page = server.get("/docs").body.decode()
+    for header in ("X-Notrace-Report", "Content-Disposition", "Retry-After",
+                   "WWW-Authenticate", "X-Request-ID"):
+        assert f"<code>{header}</code>" in page, header
+    reply = server.post("sanitize", [PDF])
+    assert reply.status == 200, reply.body[:300]
+    assert {"x-notrace-report", "content-disposition", "x-request-id"} <= {
+        k.lower() for k in reply.headers}
+
+
 @pytest.mark.timeout(120)
 def test_schemathesis_against_live_server(server, tmp_path):
     """Bounded: 5 examples per operation, 60 s budget; no 5xx, nothing off-schema."""
