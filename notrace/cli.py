@@ -231,6 +231,8 @@ def _secret_params(operation: str) -> tuple:
 def run(settings, args: argparse.Namespace) -> int:
     try:
         resolve_secrets(args, _secret_params(args.operation))
+        if _may_ask_password(args, required=True):  # decrypt: no job can do without it
+            setattr(args, "param:password", ask("password", "--password"))
         op, params, limits, manifest_pages = _job(settings, args)
         target = plan_output(args.output, binary=binary_answer(op.output))
         # A pipeline's files are those of its first step (the steps part is checked).
@@ -252,7 +254,7 @@ def run(settings, args: argparse.Namespace) -> int:
                                    max_pages=manifest_pages)
                 break
             except HttpProblem as problem:
-                if not _may_ask_password(problem, args):
+                if problem.type.slug != "password-required" or not _may_ask_password(args):
                     raise
             # The document needs a password, none was given and a person is there: ask
             # once, then run again with it (validated as any other value).
@@ -284,12 +286,13 @@ def run(settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _may_ask_password(problem: HttpProblem, args: argparse.Namespace) -> bool:
-    """A prompt is worth it: password-required, for an operation that takes `password`,
-    none given (no flag, no NOTRACE_PASSWORD), and standard input is a terminal."""
-    return (problem.type.slug == "password-required" and args.operation != pipeline.NAME
-            and any(p.name == "password" for p in OPERATIONS[args.operation].params)
-            and getattr(args, "param:password", None) is None
+def _may_ask_password(args: argparse.Namespace, *, required: bool = False) -> bool:
+    """A prompt is worth it: the operation takes `password` (`required`: needs one), none
+    was given (no flag, no NOTRACE_PASSWORD) and standard input is a terminal."""
+    takes = args.operation != pipeline.NAME and any(
+        p.name == "password" and (p.required or not required)
+        for p in OPERATIONS[args.operation].params)
+    return (takes and getattr(args, "param:password", None) is None
             and sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty())
 
 

@@ -285,17 +285,19 @@ def test_passwords_from_the_environment_from_stdin_and_with_a_warning(tmp_path):
     assert wrong.returncode == EXIT_DOCUMENT and "password" in one_line_error(wrong)
 
 
-@pytest.mark.parametrize("flags", [["--password", "-"], []],
-                         ids=["asked-for", "the-document-needs-one"])
-def test_a_password_is_asked_for_without_echo_on_a_terminal(tmp_path, flags):
+@pytest.mark.parametrize("operation, flags", [("info", ["--password", "-"]), ("info", []),
+                                              ("decrypt", [])],
+                         ids=["asked-for", "the-document-needs-one", "the-operation-needs-one"])
+def test_a_password_is_asked_for_without_echo_on_a_terminal(tmp_path, operation, flags):
     """`--password -` on a terminal prompts; with no password at all, a document that
-    turns out to need one is answered by a prompt and a second run (once)."""
+    turns out to need one is answered by a prompt and a second run (once), and an
+    operation that always needs one asks before its job."""
     source = tmp_path / "locked.pdf"
     source.write_bytes(make_encrypted_pdf(2, user=MARKER))
     leader, follower = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [*_CLI, "info", *flags, str(source)], cwd=ROOT, env=_ENV,
+            [*_CLI, operation, *flags, str(source)], cwd=ROOT, env=_ENV,
             stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,  # the pty becomes its controlling terminal (/dev/tty)
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
@@ -315,8 +317,12 @@ def test_a_password_is_asked_for_without_echo_on_a_terminal(tmp_path, flags):
     finally:
         os.close(leader)
     assert proc.returncode == EXIT_OK, stderr
-    assert json.loads(stdout)["encrypted"] is True
     assert MARKER.encode() not in shown  # not echoed
+    if operation == "info":
+        assert json.loads(stdout)["encrypted"] is True
+    else:
+        with pikepdf.open(io.BytesIO(stdout)) as pdf:
+            assert not pdf.is_encrypted and len(pdf.pages) == 2
 
 
 @pytest.mark.parametrize("args, words", [
