@@ -20,6 +20,8 @@ import pikepdf
 import psutil
 import pytest
 
+from notrace.cli import _fail
+from notrace.problems import HttpProblem
 from tests.pdfs import make_encrypted_pdf, make_image_png, make_pdf
 from tests.service.server import ROOT
 
@@ -373,3 +375,15 @@ def test_an_owner_password_equal_to_the_password_with_restrictions_is_refused(se
                    "--allow-modify", "false", three, "-o", "-", env={"PW": MARKER})
     assert done.returncode == EXIT_DOCUMENT
     assert "owner_password: must differ" in one_line_error(done)
+
+
+@pytest.mark.parametrize("slug, code", [
+    ("malformed-pdf", 1), ("time-limit", 1), ("bad-parameter", 1), ("busy", 3),
+    ("sandbox-restarting", 3), ("not-ready", 3), ("internal-error", 4)])
+def test_a_problem_has_the_documented_exit_code(capsys, slug, code):
+    """The README's exit table, problem by problem: 4xx the document's (1), 503 the
+    sandbox's (3, try again), 500 ours (4); one line naming the type."""
+    assert _fail(HttpProblem(slug)) == code
+    err = capsys.readouterr().err
+    assert err.startswith("notrace: ") and f"/problems/{slug}" in err
+    assert len(err.strip().splitlines()) == 1
