@@ -1,9 +1,10 @@
-"""The closed set of document problems a child reports, and their HTTP meaning.
+"""The closed set of document problems a child reports.
 
 Defined here once; the CHILD raises `Problem` (or library exceptions that child.run maps
 to "malformed"), child.run turns it into the manifest `{"problem": CODE, "detail": ...}`,
-and the SERVER maps CODE to an answer with `PROBLEMS[code].http_status`. Detail texts are
-our own fixed wording, never a library message, path or user filename.
+and the SERVER maps CODE to its problem type (notrace/problems.py, the one table of HTTP
+statuses; a test keeps every code mapped). Detail texts are our own fixed wording, never
+a library message, path or user filename.
 
 Not in this set, on purpose:
 - running out of memory: the child re-raises MemoryError so the sandbox ends the job and
@@ -22,21 +23,20 @@ __all__ = ["ProblemKind", "PROBLEMS", "Problem"]
 @dataclasses.dataclass(frozen=True)
 class ProblemKind:
     code: str
-    http_status: int
     title: str
 
 
 PROBLEMS: dict[str, ProblemKind] = {k.code: k for k in (
-    ProblemKind("malformed", 422, "The document cannot be read or processed"),
-    ProblemKind("not_a_pdf", 415, "The file is not a PDF"),
-    ProblemKind("password_required", 422, "The document is encrypted: give its password"),
-    ProblemKind("password_wrong", 422, "The password does not open the document"),
-    ProblemKind("not_encrypted", 422, "The document is not encrypted"),
-    ProblemKind("too_many_pages", 413, "The document has more pages than allowed"),
-    ProblemKind("too_large", 413, "An image or page is larger than allowed"),
-    ProblemKind("page_out_of_range", 400, "A page selection names a page the document lacks"),
-    ProblemKind("bad_parameter", 400, "A parameter does not fit this document"),
-    ProblemKind("unsupported_image", 415, "The image is not a JPEG or PNG this service reads"),
+    ProblemKind("malformed", "The document cannot be read or processed"),
+    ProblemKind("not_a_pdf", "The file is not a PDF"),
+    ProblemKind("password_required", "The document is encrypted: give its password"),
+    ProblemKind("password_wrong", "The password does not open the document"),
+    ProblemKind("not_encrypted", "The document is not encrypted"),
+    ProblemKind("too_many_pages", "The document has more pages than allowed"),
+    ProblemKind("too_large", "An image or page is larger than allowed"),
+    ProblemKind("page_out_of_range", "A page selection names a page the document lacks"),
+    ProblemKind("bad_parameter", "A parameter does not fit this document"),
+    ProblemKind("unsupported_image", "The image is not a JPEG or PNG this service reads"),
 )}
 
 
