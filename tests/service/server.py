@@ -40,6 +40,16 @@ class Reply:
         return None
 
 
+def _is_server(cmdline: list[str]) -> bool:
+    """`python -m notrace serve` (or the `notrace serve` script), not a process whose
+    arguments merely mention notrace: the fork server's sys.path may (an editable
+    install's path hook is named after the package, and so may the checkout's folder)."""
+    for first, second in zip(cmdline, cmdline[1:]):
+        if second == "serve" and (first == "notrace" or first.endswith("/notrace")):
+            return True
+    return False
+
+
 class Server:
     """One `python -m notrace serve` process on a free loopback port."""
 
@@ -90,8 +100,10 @@ class Server:
     def process(self) -> psutil.Process:
         """The server process itself (not a wrapper around it)."""
         proc = psutil.Process(self.proc.pid)
+        if _is_server(proc.cmdline()):
+            return proc
         for child in proc.children(recursive=True):
-            if "notrace" in " ".join(child.cmdline()):
+            if _is_server(child.cmdline()):
                 return child
         return proc
 
