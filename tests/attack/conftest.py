@@ -80,8 +80,14 @@ def children(fork_server_pid: int) -> list[psutil.Process]:
 
 
 def zombies(pid: int) -> list[int]:
-    return [p.pid for p in psutil.Process(pid).children(recursive=True)
-            if p.status() == psutil.STATUS_ZOMBIE]
+    found = []
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE:
+                found.append(p.pid)
+        except psutil.NoSuchProcess:   # reaped between the listing and the look
+            pass
+    return found
 
 
 @pytest.fixture(scope="session")
