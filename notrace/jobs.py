@@ -24,7 +24,7 @@ from notrace.settings import Settings
 from sandbox import Limits, Result
 
 __all__ = ["ENTRY", "CHUNK_BYTES", "Answer", "Body", "BadManifest", "job_params",
-           "manifest_limit", "sandbox_limits", "interpret", "report_header"]
+           "manifest_limit", "sandbox_limits", "interpret", "report_header", "report_text"]
 
 #: The one in-child entry that runs every operation.
 ENTRY = "notrace.operations.child:run"
@@ -169,7 +169,12 @@ def _answer(op: Operation, manifest: dict, result: Result) -> Answer:
     return Answer(Body(result, 1), media_type, filename, report, files)
 
 
+def report_text(report) -> str:
+    """A report (or part of one) as the header writes it: compact ASCII JSON."""
+    return json.dumps(report, ensure_ascii=True, separators=(",", ":"))
+
+
 def report_header(report: dict, limit: int = 4096) -> str | None:
     """The report as one header value (ASCII JSON: no CR/LF possible), None if too big."""
-    text = json.dumps(report, ensure_ascii=True, separators=(",", ":"))
+    text = report_text(report)
     return text if len(text) <= limit else None

@@ -21,7 +21,7 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
-from notrace.jobs import report_header
+from notrace.jobs import report_header, report_text
 from notrace.operations.registry import OPERATIONS
 from notrace.operations.spec import Inputs, Operation, Param, ParamError
 from notrace.problems import HttpProblem
@@ -243,11 +243,16 @@ def fit_report(report: dict, limit: int = 4096) -> dict:
     if (report_header(report, limit) is not None or not isinstance(steps, list)
             or len(steps) > MAX_STEPS or not all(isinstance(s, dict) for s in steps)):
         return report
+    # Each step is encoded once: the header's length is the frame plus the entries and
+    # the commas between them, so trying a step is arithmetic, not a new encoding of the
+    # whole report (whose steps may each be a manifest's size).
     kept: list = [{"operation": s.get("operation"), "omitted": True} for s in steps]
+    sizes = [len(report_text(entry)) for entry in kept]
+    total = len(report_text({"steps": []})) + sum(sizes) + len(steps) - 1
     for i, step in enumerate(steps):
-        trial = kept[:i] + [step] + kept[i + 1:]
-        if report_header({"steps": trial}, limit) is not None:
-            kept = trial
+        size = len(report_text(step))
+        if total - sizes[i] + size <= limit:
+            kept[i], total, sizes[i] = step, total - sizes[i] + size, size
     return {"steps": kept}
 
 
