@@ -160,7 +160,7 @@ async def _answer_job(request: web.Request, label: str, op: Operation, result: R
                   job_cpu_s=round(result.stats.cpu_s, 3),
                   job_rss_mb=round(result.stats.max_rss_mb, 1))
     metrics_.children_ended.labels(result.status).inc()
-    if result.status != "busy":
+    if result.status not in ("busy", "restarting"):   # those never ran in a child
         metrics_.job_duration.labels(label).observe(result.stats.wall_s)
     if result.status == "error":
         # An exception escaped the entry: the document's fault as far as the client is
@@ -178,8 +178,12 @@ async def _answer_job(request: web.Request, label: str, op: Operation, result: R
         logger.error("bad manifest from child: %s", exc,
                      extra={"fields": {"request_id": request[REQUEST_ID]}})
         raise HttpProblem("processing-crashed") from None
-    if report is not None:
-        answer = dataclasses.replace(answer, report=report(answer.report))
+    try:
+        if report is not None:
+            answer = dataclasses.replace(answer, report=report(answer.report))
+    except BaseException:
+        answer.close()          # from here on stream_answer closes it, on every path
+        raise
     fields["output_bytes"] = answer.body.size
     # The answer's bytes stay counted while it streams (see notrace.admission).
     ticket = app[keys.ADMISSION].hold_answer(answer.body.size,
