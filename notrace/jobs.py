@@ -17,13 +17,14 @@ import os
 import re
 from typing import Iterator
 
+from notrace.operations.raster import PIXEL_OPERATIONS, PixelLimits
 from notrace.operations.registry import OPERATIONS
 from notrace.operations.spec import OUTPUT_MEDIA_TYPES, SAFE_FILENAME, Operation
 from notrace.problems import for_child_code, for_sandbox_status
 from notrace.settings import Settings
 from sandbox import Limits, Result
 
-__all__ = ["ENTRY", "CHUNK_BYTES", "Answer", "Body", "BadManifest", "job_params",
+__all__ = ["ENTRY", "CHUNK_BYTES", "Answer", "Body", "BadManifest", "job_params", "pixel_limits",
            "manifest_limit", "sandbox_limits", "interpret", "report_header", "report_text"]
 
 #: The one in-child entry that runs every operation.
@@ -99,9 +100,17 @@ def sandbox_limits(settings: Settings) -> Limits:
                   wall_s=settings.child_wall_s, output_mb=settings.child_output_mb)
 
 
+def pixel_limits(settings: Settings) -> PixelLimits:
+    return PixelLimits(page_pixels=settings.max_page_pixels, pages=settings.max_pixel_pages)
+
+
 def job_params(op: Operation, validated: dict, settings: Settings) -> dict:
-    """The params dict the child entry receives."""
-    return {"operation": op.name, "params": validated, "max_pages": settings.max_pages}
+    """The params dict the child entry receives (the operations that draw pages also get
+    the pixel limits: child.run hands them over as `pixel_limits`)."""
+    params = {"operation": op.name, "params": validated, "max_pages": settings.max_pages}
+    if op.name in PIXEL_OPERATIONS:
+        params["pixel_limits"] = pixel_limits(settings).to_dict()
+    return params
 
 
 def manifest_limit(max_pages: int) -> int:

@@ -149,6 +149,14 @@ SETTINGS: tuple[Setting, ...] = (
             "(a client that stops reading cannot pin a result nor lock others out)."),
     Setting("max_pages", _positive_int, lambda: 2000,
             "Most pages a document may have (422 too-many-pages above)."),
+    Setting("max_page_pixels", _positive_int, lambda: 50_000_000,
+            "Most pixels one page may be drawn with by render, thumbnail and safe (the "
+            "default, 50 megapixels, is A4 at 600 dpi); a page over it is 422 too-large, "
+            "checked from its size before anything is drawn. A page costs about 7 bytes a "
+            "pixel in its child (render), so keep it under NOTRACE_CHILD_MEMORY_MB / 7."),
+    Setting("max_pixel_pages", _positive_int, lambda: 500,
+            "Most pages one render or safe job may draw (422 too-many-pages above; "
+            "NOTRACE_MAX_PAGES still bounds the document)."),
     Setting("child_memory_mb", _positive_int, lambda: 512,
             "Memory a job may use on top of a warm child, in MiB (422 memory-limit)."),
     Setting("child_cpu_s", _positive_int, lambda: 20,

@@ -57,6 +57,7 @@ from notrace.operations.body import check_pdfs, final_answer
 from notrace.operations.pages import PageRangeError, SelectionTooLarge
 from notrace.operations.pipeline import run_steps
 from notrace.operations.problems import Problem
+from notrace.operations.raster import PixelLimits
 from notrace.operations.registry import OPERATIONS
 
 
@@ -127,7 +128,10 @@ def _operate(inputs: list[memoryview], params: dict, failed: dict) -> tuple[str,
     name = params["operation"]
     if name == PIPELINE:
         return run_steps(inputs, params, functions=FUNCTIONS, failed=failed)
-    output = FUNCTIONS[name](inputs, params["params"], max_pages=params["max_pages"])
+    limits = {"max_pages": params["max_pages"]}
+    if "pixel_limits" in params:   # the operations that draw pages (jobs.job_params)
+        limits["pixel_limits"] = PixelLimits.from_dict(params["pixel_limits"])
+    output = FUNCTIONS[name](inputs, params["params"], **limits)
     check_pdfs(output, params["params"].get("password"))
     return name, output
 

@@ -7,7 +7,8 @@ from notrace.operations.formats import NAMES as FORMAT_NAMES
 from notrace.operations.form_data import MAX_TEXT as FORM_TEXT, parse_values
 from notrace.operations.outline_data import MAX_DEPTH, MAX_ITEMS, MAX_TEXT, parse_outline
 from notrace.operations.paper import GRIDS, ORIENTATIONS, PAPER_PATTERN, parse_paper
-from notrace.operations.raster import MAX_DPI, MAX_PAGE_PIXELS, MAX_THUMBNAIL_WIDTH, MIN_DPI
+from notrace.operations.raster import (DEFAULT_PAGE_PIXELS, MAX_DPI, MAX_THUMBNAIL_WIDTH,
+                                       MIN_DPI)
 from notrace.operations.spec import Inputs, Operation, Param, ParamError
 
 __all__ = ["OPERATIONS", "MAX_MERGE_INPUTS", "MAX_IMAGE_INPUTS"]
@@ -28,6 +29,10 @@ PAGES_REQUIRED = Param("pages", "pages",
                        'Pages, in order (duplicates allowed): "3,1,1", "5-9", "-1", "odd", "4-".')
 QUALITY = Param("quality", "integer", "JPEG or WebP quality (1 to 100; PNG is lossless).",
                 default=85, minimum=1, maximum=100)
+DPI = Param("dpi", "integer", "Resolution in pixels per inch (a 72-point page is dpi "
+            "pixels wide); a page over NOTRACE_MAX_PAGE_PIXELS (default "
+            f"{DEFAULT_PAGE_PIXELS // 1_000_000} megapixels) is refused.", default=150,
+            minimum=MIN_DPI, maximum=MAX_DPI)
 _POSITIONS = ("center", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right")
 
 
@@ -208,10 +213,7 @@ _DECLARED = (
     Operation("render", "Render pages to images (PNG, JPEG or WebP), a zip of "
               "page-0001.png, ... even for one page.", _ONE_PDF,
               (PAGES_ALL,
-               Param("dpi", "integer", "Resolution in pixels per inch (a 72-point page is "
-                     "dpi pixels wide); a page over "
-                     f"{MAX_PAGE_PIXELS // 1_000_000} megapixels is refused.", default=150,
-                     minimum=MIN_DPI, maximum=MAX_DPI),
+               DPI,
                Param("format", "enum", "Image format.", default="png",
                      choices=("png", "jpeg", "webp")),
                QUALITY, PASSWORD),

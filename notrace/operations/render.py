@@ -2,8 +2,9 @@
 Runs in the CHILD, with PDFium (pdfium.py) and Pillow.
 
 Every page's pixel size is computed from its size in points before anything is drawn
-(raster.pixel_size): a page over raster.MAX_PAGE_PIXELS is a "too_large" problem, never a
-bitmap the child cannot hold. Pages are drawn one at a time, each bitmap released as soon
+(raster.pixel_size): a page over the job's PixelLimits (the setting max_page_pixels) is
+a "too_large" problem, never a bitmap the child cannot hold, and more pages to draw than
+the setting max_pixel_pages a "too_many_pages" one. Pages are drawn one at a time, each bitmap released as soon
 as it is encoded, so memory holds one page's pixels plus the encoded images so far
 (bounded by the sandbox's output limit). Fonts a document does not embed are drawn with
 PDFium's built-in fonts (pdfium.configure: no system fonts).
@@ -19,7 +20,7 @@ from PIL import Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa:
 from notrace.operations import pdfium
 from notrace.operations._common import Output, OutputFile
 from notrace.operations.pages import parse_pages
-from notrace.operations.raster import pixel_size
+from notrace.operations.raster import PixelLimits, pixel_size
 
 __all__ = ["render", "thumbnail"]
 
@@ -29,22 +30,26 @@ FORMATS = {"png": ("PNG", "png", "image/png"), "jpeg": ("JPEG", "jpg", "image/jp
 _POINTS_PER_INCH = 72.0
 
 
-def render(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
+def render(inputs: list[memoryview], params: dict, *, max_pages: int,
+           pixel_limits: PixelLimits = PixelLimits()) -> Output:
     """page-0001.png, ... for the selected pages, in page order, at params["dpi"]."""
     scale = params["dpi"] / _POINTS_PER_INCH
     with pdfium.open_document(inputs[0], password=params.get("password"),
                               max_pages=max_pages) as document:
         chosen = sorted(parse_pages(params["pages"]).resolve_set(len(document)))
-        _check_sizes(document, chosen, lambda _w, _h: scale)
+        pixel_limits.check_pages(len(chosen))
+        _check_sizes(document, chosen, lambda _w, _h: scale, pixel_limits)
         files = []
         for index in chosen:
-            data, suffix, media_type = _draw(document, index, lambda _w, _h: scale, params)
+            data, suffix, media_type = _draw(document, index, lambda _w, _h: scale, params,
+                                             pixel_limits)
             files.append(OutputFile(f"page-{index + 1:04d}.{suffix}", media_type, data))
     return Output(files, {"pages": len(files), "dpi": params["dpi"],
                           "format": params["format"]}, archive=True)
 
 
-def thumbnail(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
+def thumbnail(inputs: list[memoryview], params: dict, *, max_pages: int,
+              pixel_limits: PixelLimits = PixelLimits()) -> Output:
     """Page params["page"] as one image params["width"] pixels wide (height to scale)."""
     width = params["width"]
 
@@ -54,17 +59,17 @@ def thumbnail(inputs: list[memoryview], params: dict, *, max_pages: int) -> Outp
     with pdfium.open_document(inputs[0], password=params.get("password"),
                               max_pages=max_pages) as document:
         index = parse_pages(str(params["page"])).resolve(len(document))[0]
-        _check_sizes(document, [index], scale)
-        data, suffix, media_type = _draw(document, index, scale, params)
+        _check_sizes(document, [index], scale, pixel_limits)
+        data, suffix, media_type = _draw(document, index, scale, params, pixel_limits)
     return Output([OutputFile(f"page-{index + 1}.{suffix}", media_type, data)],
                   {"page": index + 1, "format": params["format"]})
 
 
-def _check_sizes(document, indexes: list[int], scale) -> None:
+def _check_sizes(document, indexes: list[int], scale, limits: PixelLimits) -> None:
     """Every page's pixel size within the limit, before the first is drawn."""
     for index in indexes:
         width, height = document.get_page_size(index)
-        pixel_size(width, height, scale(width, height), index + 1)
+        pixel_size(width, height, scale(width, height), index + 1, limits)
 
 
 def _pixels(pdf_page, width: int, height: int) -> Image.Image:
@@ -82,14 +87,15 @@ def _pixels(pdf_page, width: int, height: int) -> Image.Image:
         bitmap.close()
 
 
-def _draw(document, index: int, scale, params: dict) -> tuple[bytes, str, str]:
+def _draw(document, index: int, scale, params: dict,
+          limits: PixelLimits) -> tuple[bytes, str, str]:
     """One page encoded in params["format"]; the bitmap is closed before returning."""
     pillow_format, suffix, media_type = FORMATS[params["format"]]
     pdf_page = document.get_page(index)  # no text page: pdfium.page would load one
     try:
         width, height = pdf_page.get_size()
         factor = scale(width, height)
-        size = pixel_size(width, height, factor, index + 1)  # the loaded page's own size
+        size = pixel_size(width, height, factor, index + 1, limits)  # the loaded page's
         image = _pixels(pdf_page, *size)
     finally:
         pdf_page.close()

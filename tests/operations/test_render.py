@@ -14,7 +14,7 @@ from PIL import Image
 
 from notrace.jobs import interpret
 from notrace.operations import OPERATIONS, ParamError
-from notrace.operations.raster import MAX_PAGE_PIXELS
+from notrace.operations.raster import DEFAULT_PAGE_PIXELS
 from notrace.problems import HttpProblem
 from sandbox import Limits, Sandbox
 from tests import pdfs
@@ -122,7 +122,7 @@ def test_pixels_are_counted_before_drawing(call):
     assert call("render", [mixed], dpi=600, pages="1").names == ["page-0001.png"]
     assert time.monotonic() - started < 5
     # the largest page allowed at 600 dpi is about A4 (50 megapixels)
-    side = int((MAX_PAGE_PIXELS ** 0.5) * 72 / 600)  # points
+    side = int((DEFAULT_PAGE_PIXELS ** 0.5) * 72 / 600)  # points
     assert call("render", [_pdf([((side + 10, side + 10), b"")])], dpi=600).problem \
         == "too_large"
 
