@@ -48,6 +48,7 @@ import pikepdf
 import pypdf
 import pypdfium2  # noqa: F401  (loads libpdfium.so and initialises PDFium: see pdfium.py)
 
+from notrace.operations import ocr_engine
 from notrace.operations import (active, attachments, cleanup, compose,  # noqa: F401
                                 flatten, forms, images, imagestamp, metadata, optimize,
                                 outline, pagework, pdfium, reading, render, sanitize,
@@ -196,3 +197,4 @@ def warm_up() -> None:
             raise RuntimeError(f"warm_up: {operation} failed: {answer[0]!r}")
     pypdf.PdfReader(io.BytesIO(bytes(sample))).pages[0].extract_text()
     PIL.Image.new("RGB", (2, 2)).save(io.BytesIO(), format="PNG")
+    ocr_engine.preload()  # Tesseract's data read now: a child has no filesystem
