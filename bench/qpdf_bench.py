@@ -1,0 +1,190 @@
+"""Operations at qpdf's pace: each of merge, split, select, rotate, info, compress,
+linearize, decrypt and encrypt through a real `notrace serve` over loopback HTTP, against
+Debian's `qpdf` command line doing the same on the same file, in one run.
+
+Documents (generated here): a 500-page text PDF (bench.text_bench.book_pdf: 45 lines of
+10 pt Helvetica a page, streams compressed), a 10 MB image PDF (bench.pipeline_bench.
+image_pdf: ten 1000x1000 JPEG noise images) and, for compress only, the 10 MB
+compressible text PDF of bench.http_bench (uncompressed content streams). The encrypted
+inputs of decrypt are made once by `qpdf --encrypt` (AES-256) and sent to both.
+
+notrace: one keep-alive HTTP connection, the multipart body built beforehand, timed from
+sending the request to the last byte of the answer (the server, the fork server, a fresh
+confined child, and the reopening check of every PDF answered). qpdf: one `qpdf` process
+per run (spawn to exit), input and output files in /dev/shm, with the options notrace
+uses (`--deterministic-id`: notrace's /ID is derived from the content too). The two are
+interleaved run by run so that load on the machine hits both alike; the table gives the
+median (p50) of the runs. Needs Debian's qpdf: `apt-get install -y qpdf`.
+
+    .venv/bin/python -m bench.qpdf_bench [--runs 15] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import pikepdf
+
+from bench.http_bench import heavy_pdf
+from bench.pipeline_bench import image_pdf
+from bench.text_bench import book_pdf
+from tests.service.server import Server, multipart
+
+PASSWORD = "bench"
+DET = "--deterministic-id"
+
+
+def qpdf_version() -> str:
+    return subprocess.run(["qpdf", "--version"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()[0]
+
+
+def workloads(docs: dict[str, str], work: str, pages: dict[str, int]) -> list[tuple]:
+    """(operation, document label, notrace files, notrace params, qpdf arguments)."""
+    out = os.path.join(work, "out.pdf")
+    rows = []
+    for label in ("text, 500 pages", "images, 10 MB"):
+        src, enc = docs[label], docs[label + " (encrypted)"]
+        every = max(1, pages[label] // 10)
+        rows += [
+            ("merge", label, [src, src], {}, ["--empty", DET, "--pages", src, src, "--", out]),
+            ("split", label, [src], {"every": every},
+             [DET, f"--split-pages={every}", src, os.path.join(work, "part.pdf")]),
+            ("select", label, [src], {"pages": "odd"},
+             ["--empty", DET, "--pages", src, "1-z:odd", "--", out]),
+            ("rotate", label, [src], {"angle": 90}, [DET, "--rotate=+90", src, out]),
+            ("info", label, [src], {}, ["--show-npages", src]),
+            ("info (qpdf --json)", label, [src], {},
+             ["--json=2", "--json-key=pages", "--json-key=encrypt", "--json-key=acroform",
+              "--json-key=attachments", src]),
+            ("compress", label, [src], {},
+             [DET, "--object-streams=generate", "--recompress-flate",
+              "--compression-level=9", src, out]),
+            ("linearize", label, [src], {}, [DET, "--linearize", src, out]),
+            ("decrypt", label, [enc], {"password": PASSWORD},
+             [DET, f"--password={PASSWORD}", "--decrypt", enc, out]),
+            ("encrypt", label, [src], {"password": PASSWORD},
+             ["--encrypt", PASSWORD, PASSWORD, "256", "--", src, out]),
+        ]
+    heavy = docs["compressible text, 10 MB"]
+    rows.append(("compress", "compressible text, 10 MB", [heavy], {},
+                 [DET, "--object-streams=generate", "--recompress-flate",
+                  "--compression-level=9", heavy, out]))
+    return rows
+
+
+def make_documents(work: str) -> tuple[dict[str, str], dict[str, int]]:
+    made = {"text, 500 pages": book_pdf(500), "images, 10 MB": image_pdf(10),
+            "compressible text, 10 MB": heavy_pdf(10)}
+    paths, pages = {}, {}
+    for n, (label, data) in enumerate(made.items()):
+        paths[label] = os.path.join(work, f"doc{n}.pdf")
+        with open(paths[label], "wb") as f:
+            f.write(data)
+        with pikepdf.open(paths[label]) as pdf:
+            pages[label] = len(pdf.pages)
+        encrypted = paths[label] + ".enc.pdf"
+        subprocess.run(["qpdf", "--encrypt", PASSWORD, PASSWORD, "256", "--", paths[label],
+                        encrypted], check=True)
+        paths[label + " (encrypted)"] = encrypted
+    return paths, pages
+
+
+class Client:
+    """One keep-alive connection to the server."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+
+    def post(self, operation: str, body: bytes, content_type: str) -> tuple[float, int]:
+        start = time.perf_counter()
+        self.conn.request("POST", f"/api/v1/{operation}", body=body,
+                          headers={"Content-Type": content_type})
+        response = self.conn.getresponse()
+        data = response.read()
+        elapsed = time.perf_counter() - start
+        if response.status != 200:
+            raise RuntimeError(f"{operation}: {response.status} {data[:300]!r}")
+        return elapsed, len(data)
+
+
+def run_qpdf(args: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(["qpdf", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if done.returncode not in (0, 3):  # 3: succeeded with warnings
+        raise RuntimeError(f"qpdf {' '.join(args)}: {done.stderr[:300]!r}")
+    return elapsed
+
+
+def measure(client: Client, rows: list[tuple], runs: int) -> list[dict]:
+    results = []
+    for operation, label, files, params, qpdf_args in rows:
+        endpoint = operation.split(" ")[0]
+        datas = []
+        for path in files:
+            with open(path, "rb") as f:
+                datas.append(f.read())
+        body, content_type = multipart(datas, params)
+        client.post(endpoint, body, content_type)  # warm: the first of a kind
+        run_qpdf(qpdf_args)
+        ours, theirs, size = [], [], 0
+        for _ in range(runs):
+            elapsed, size = client.post(endpoint, body, content_type)
+            ours.append(elapsed)
+            theirs.append(run_qpdf(qpdf_args))
+        results.append({"operation": operation, "document": label,
+                        "notrace": statistics.median(ours) * 1000,
+                        "qpdf": statistics.median(theirs) * 1000,
+                        "answer_kb": size / 1000, "qpdf_args": qpdf_args})
+    return results
+
+
+def _shown(arg: str, work: str) -> str:
+    """A qpdf argument as the table shows it: IN, OUT or OUT-PREFIX for our files."""
+    if not arg.startswith(work):
+        return arg
+    return {"out.pdf": "OUT", "part.pdf": "OUT-PREFIX"}.get(os.path.basename(arg), "IN")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="3 runs each")
+    args = parser.parse_args()
+    if not shutil.which("qpdf"):
+        sys.exit("Debian's qpdf is needed: apt-get install -y qpdf")
+    runs = 3 if args.quick else args.runs
+    work = tempfile.mkdtemp(prefix="notrace-qpdf-bench-", dir="/dev/shm")
+    load_before = os.getloadavg()
+    server = None
+    try:
+        docs, pages = make_documents(work)
+        server = Server({"NOTRACE_LOG_LEVEL": "info"}).start()
+        results = measure(Client(server.port), workloads(docs, work, pages), runs)
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
+          f"Python {platform.python_version()}, pikepdf {pikepdf.__version__} (qpdf "
+          f"{pikepdf.__libqpdf_version__}), CLI {qpdf_version()}; {runs} runs each; load "
+          f"average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print("| operation | document | notrace HTTP p50 ms | qpdf CLI p50 ms | ratio | qpdf command |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        command = " ".join(_shown(a, work) for a in r["qpdf_args"])
+        print(f"| {r['operation']} | {r['document']} | {r['notrace']:.1f} | {r['qpdf']:.1f} | "
+              f"{r['notrace'] / r['qpdf']:.2f}x | `qpdf {command}` |")
+
+
+if __name__ == "__main__":
+    main()
