@@ -15,7 +15,7 @@ import pikepdf
 import pikepdf.form
 from pikepdf import Name
 
-from notrace.operations._common import OUR_BUGS, Output, json_output, open_pdf, pdf_output, save_pdf
+from notrace.operations._common import OUR_BUGS, Output, json_output, open_pdf, pdf_output
 from notrace.operations.flatten import flatten_document
 from notrace.operations.form_data import parse_values
 from notrace.operations.problems import Problem
@@ -160,4 +160,4 @@ def fill_form(inputs: list[memoryview], params: dict, *, max_pages: int) -> Outp
     report: dict = {"filled": len(values)}
     if params["flatten"]:
         report.update(flatten_document(pdf))
-    return pdf_output(save_pdf(pdf), report)
+    return pdf_output(pdf, report)

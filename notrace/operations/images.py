@@ -13,7 +13,7 @@ from PIL import Image, JpegImagePlugin, PngImagePlugin  # noqa: F401  (registere
 from pikepdf import Name
 
 from notrace.operations._common import (OUR_BUGS, Output, OutputFile, check_page_count,
-                                        open_pdf, pdf_output, save_pdf)
+                                        open_pdf, pdf_output)
 from notrace.operations.pages import parse_pages
 from notrace.operations.problems import Problem
 
@@ -72,7 +72,7 @@ def from_images(inputs: list[memoryview], params: dict, *, max_pages: int) -> Ou
     for which, data in enumerate(inputs, start=1):
         xobject, image = image_xobject(pdf, data, which)
         _add_image_page(pdf, xobject, image, params["page_size"])
-    return pdf_output(save_pdf(pdf))
+    return pdf_output(pdf)
 
 
 def image_xobject(pdf: pikepdf.Pdf, data: memoryview,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pikepdf
 from pikepdf import Name, Operator
 
-from notrace.operations._common import Output, open_pdf, pdf_output, save_pdf
+from notrace.operations._common import Output, open_pdf, pdf_output
 from notrace.operations.images import image_xobject
 from notrace.operations.pages import parse_pages
 from notrace.operations.paper import MAX_SIDE_PT
@@ -61,4 +61,4 @@ def stamp_image(inputs: list[memoryview], params: dict, *, max_pages: int) -> Ou
         ops += [([_add_resource(page, Name.XObject, "/NtI", xobject)], Operator("Do")),
                 ([], Operator("Q"))]
         draw_over(pdf, page, pikepdf.unparse_content_stream(ops))
-    return pdf_output(save_pdf(pdf), {"stamped": len(chosen)})
+    return pdf_output(pdf, {"stamped": len(chosen)})

@@ -11,7 +11,7 @@ import collections
 import pikepdf
 
 from notrace.operations import active
-from notrace.operations._common import Output, open_pdf, pdf_output, save_pdf
+from notrace.operations._common import Output, open_pdf, pdf_output
 
 
 def sanitize(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
@@ -55,8 +55,7 @@ def sanitize(inputs: list[memoryview], params: dict, *, max_pages: int) -> Outpu
                     del holder[key]
                     removed[what] += 1
 
-    data = save_pdf(pdf)
-    return pdf_output(data, {"removed": dict(sorted(removed.items()))})
+    return pdf_output(pdf, {"removed": dict(sorted(removed.items()))})
 
 
 def _remove_actions(holder: pikepdf.Dictionary, removed: collections.Counter) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pikepdf
 from pikepdf import Matrix, Operator
 
-from notrace.operations._common import Output, open_pdf, page_box, page_rotation, pdf_output, save_pdf
+from notrace.operations._common import Output, open_pdf, page_box, page_rotation, pdf_output
 from notrace.operations.boxes import has_area
 from notrace.operations.pages import parse_pages
 from notrace.operations.paper import MAX_SIDE_PT, MIN_SIDE_PT, paper_size
@@ -121,4 +121,4 @@ def scale(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     seen: set = set()
     for i in chosen:
         _scale_page(pdf, pdf.pages[i], params, seen)
-    return pdf_output(save_pdf(pdf), {"scaled": len(chosen)})
+    return pdf_output(pdf, {"scaled": len(chosen)})

@@ -3,6 +3,7 @@ child.run) and the server's validation (notrace/pipeline.py), without HTTP or sa
 The corpus runs through a three-step pipeline in the confined-like worker."""
 from __future__ import annotations
 
+import io
 import json
 
 import pikepdf
@@ -10,9 +11,13 @@ import pytest
 
 from notrace import pipeline
 from notrace.operations import OPERATIONS
-from notrace.operations.child import run
+from notrace.operations._common import PDF, OpenDocument, OutputFile, open_pdf
+from notrace.operations.child import FUNCTIONS, run
+from notrace.operations.pipeline import TAKES_OPEN, run_steps
+from notrace.operations.problems import Problem
 from notrace.problems import HttpProblem
 from tests.operations.test_corpus import check, corpus_files, run_worker
+from tests.operations.test_forms import make_fields_pdf
 from tests.pdfs import make_encrypted_pdf, make_pdf, open_any, page_texts
 
 pytestmark = pytest.mark.timeout(60)
@@ -59,15 +64,154 @@ def test_result_equals_the_chain_of_single_operations():
     assert manifest["media_type"] == "application/pdf"
     assert page_texts(body, "pw") == page_texts(expected, "pw")
     assert rotations(body, "pw") == rotations(expected, "pw") == [90, 90, 0]
-    with pikepdf.open(__import__("io").BytesIO(body), password="pw") as pdf:
+    with pikepdf.open(io.BytesIO(body), password="pw") as pdf:
         assert pdf.is_encrypted and pdf.encryption.R == 6
         assert not pdf.allow.print_highres
     with pytest.raises(pikepdf.PasswordError):
-        pikepdf.open(__import__("io").BytesIO(body))
+        pikepdf.open(io.BytesIO(body))
     # each step's report, in order, as the single operations report it (compress's
     # sizes aside: its input is the same bytes, so even those agree)
     assert [s["operation"] for s in manifest["report"]["steps"]] == [s["operation"] for s in steps]
     assert [s["report"] for s in manifest["report"]["steps"]] == [m["report"] for m in singles]
+
+
+def handed_inputs(steps: list, inputs: list[bytes]) -> list[str]:
+    """What each step's function was given as its first input: "bytes" (a memoryview of
+    a saved answer, or of the upload) or "open" (the document the step before left
+    open), from run_steps with each function wrapped to look."""
+    seen: list[str] = []
+
+    def looking(function):
+        def look(given, params, *, max_pages):
+            seen.append("open" if isinstance(given[0], OpenDocument) else "bytes")
+            return function(given, params, max_pages=max_pages)
+        return look
+
+    job = pipeline.parse(json.dumps(steps), len(inputs)).job_params(MAX_PAGES)
+    run_steps([memoryview(i) for i in inputs], job, failed={},
+              functions={name: looking(f) for name, f in FUNCTIONS.items()})
+    return seen
+
+
+def form_and_pages_pdf() -> bytes:
+    """make_fields_pdf's form page, then two text pages: every operation has something
+    to do on it (a form to fill, pages to select, delete, split...)."""
+    with pikepdf.open(io.BytesIO(make_fields_pdf())) as pdf, \
+            pikepdf.open(io.BytesIO(make_pdf(2, "text page {n}"))) as more:
+        pdf.pages.extend(more.pages)
+        out = io.BytesIO()
+        pdf.save(out)
+        return out.getvalue()
+
+
+#: A step of each operation that takes a document handed over open.
+OPEN_STEPS = {
+    "select": {"pages": "3,1"}, "delete": {"pages": "2"}, "rotate": {"angle": 90},
+    "crop": {"left": 10, "top": 20}, "split": {"every": 2}, "encrypt": {"password": "pw"},
+    "watermark": {"text": "W"}, "number": {"format": "{n}/{total}"},
+    "metadata": {"title": "T"}, "scale": {"size": "A5"}, "nup": {"per_sheet": 2},
+    "fill-form": {"values": '{"name": "Ada", "agree": true}', "flatten": True},
+    "set-bookmarks": {"bookmarks": '[{"title": "a", "page": 2}]'},
+    "compress": {"image_dpi": 72}, "remove-annotations": {"types": "Widget"}}
+
+
+def test_every_operation_that_takes_an_open_document_is_tested_here():
+    assert TAKES_OPEN <= set(OPERATIONS)
+    assert set(OPEN_STEPS) <= TAKES_OPEN
+    assert not TAKES_OPEN & set(pipeline.FIRST_ONLY)
+
+
+@pytest.mark.parametrize("operation", sorted(TAKES_OPEN))
+def test_a_document_handed_over_open_gives_the_chains_answer(operation):
+    """sanitize answers its document unsaved and each of these takes it open: the answer
+    is the chain's, byte for byte (qpdf's save numbers objects the same way either way),
+    but encrypt's (random salts: the same pages and text) and compress's report (its
+    input had no size: input_bytes is null)."""
+    doc = form_and_pages_pdf()
+    steps = [{"operation": "sanitize"},
+             {"operation": operation, "params": OPEN_STEPS.get(operation, {})}]
+    assert handed_inputs(steps, [doc]) == ["bytes", "open"]
+    manifest, body = run_pipeline(steps, [doc])
+    singles, expected = chain(steps, [doc])
+    assert "problem" not in manifest, manifest
+    assert {k: v for k, v in manifest.items() if k != "report"} == \
+        {k: v for k, v in singles[-1].items() if k != "report"}
+    piped = [s["report"] for s in manifest["report"]["steps"]]
+    alone = [m["report"] for m in singles]
+    if operation == "compress":
+        assert piped[1]["input_bytes"] is None and isinstance(alone[1]["input_bytes"], int)
+        piped[1]["input_bytes"] = alone[1]["input_bytes"]
+    assert piped == alone
+    if operation == "encrypt":
+        assert page_texts(body, "pw") == page_texts(expected, "pw")
+        assert open_any(body, "pw").is_encrypted
+    else:
+        assert body == expected
+
+
+@pytest.mark.parametrize("steps, given", [
+    # a step whose save means something answers bytes; text and info read bytes
+    ([{"operation": "sanitize"}, {"operation": "scale", "params": {"factor": 2}},
+      {"operation": "compress"}, {"operation": "encrypt", "params": {"password": "pw"}},
+      {"operation": "watermark", "params": {"text": "W", "password": "pw"}}],
+     ["bytes", "open", "open", "bytes", "bytes"]),
+    ([{"operation": "scale", "params": {"factor": 2}}, {"operation": "text"}],
+     ["bytes", "bytes"]),
+    ([{"operation": "rotate", "params": {"angle": 90}}, {"operation": "sanitize"},
+      {"operation": "info"}], ["bytes", "bytes", "bytes"]),
+])
+def test_what_each_step_is_handed(steps, given):
+    doc = make_pdf(2, "handed page {n}")
+    assert handed_inputs(steps, [doc]) == given
+    manifest, body = run_pipeline(steps, [doc])
+    _singles, expected = chain(steps, [doc])
+    if steps[-1]["operation"] in ("text", "info"):
+        assert body == expected
+    else:
+        assert page_texts(body, "pw") == page_texts(expected, "pw")
+
+
+def test_an_encrypted_upload_is_handed_over_open_decrypted():
+    """Step 0 opens it with its password; the next takes it open and, like the chain's
+    step after a plain save, answers it unencrypted (the same objects; qpdf writes the
+    keys of the streams it decrypted in another order)."""
+    steps = [{"operation": "sanitize", "params": {"password": "secret"}},
+             {"operation": "rotate", "params": {"angle": 90}}]
+    doc = make_encrypted_pdf(2, user="secret")
+    assert handed_inputs(steps, [doc]) == ["bytes", "open"]
+    manifest, body = run_pipeline(steps, [doc])
+    _singles, expected = chain(steps, [doc])
+    assert page_texts(body) == page_texts(expected) and not open_any(body).is_encrypted
+    assert rotations(body) == rotations(expected) == [90, 90]
+
+
+def test_a_handed_over_answer_keeps_nothing_of_the_document():
+    """The step after changes the document it was handed: the answer it came from must not
+    be saved afterwards (it would show the next step's changes as its own)."""
+    document = pikepdf.open(io.BytesIO(make_pdf(1)))
+    part = OutputFile("document.pdf", PDF, document=document)
+    assert part.take_document() is document and part.take_document() is None
+    with pytest.raises(ValueError):
+        part.data
+    handed = OpenDocument(document)
+    handed.take()
+    with pytest.raises(ValueError):
+        handed.take()
+    saved = OutputFile("document.pdf", PDF, document=pikepdf.open(io.BytesIO(make_pdf(1))))
+    data = saved.data
+    assert data.startswith(b"%PDF-") and saved.take_document() is None and saved.data is data
+
+
+def test_open_pdf_counts_the_pages_of_a_document_handed_over_open():
+    with pytest.raises(Problem) as info:
+        open_pdf(OpenDocument(pikepdf.open(io.BytesIO(make_pdf(3)))), password=None,
+                 max_pages=2)
+    assert info.value.code == "too_many_pages"
+    with pytest.raises(Problem) as info:
+        open_pdf(OpenDocument(pikepdf.new()), password=None, max_pages=2)
+    assert info.value.code == "malformed"
+    given = pikepdf.open(io.BytesIO(make_pdf(2)))
+    assert open_pdf(OpenDocument(given), password="unneeded", max_pages=2) is given
 
 
 @pytest.mark.parametrize("operation, params", [
