@@ -7,7 +7,9 @@ ArtBox and every annotation's geometry (Rect, QuadPoints, Vertices, L, CL, InkLi
 through M too, so all stays where it was relative to the page. The new MediaBox is the
 target size and the CropBox is removed (the visible page is the target). Sizes are taken
 as the reader sees the page: on a page turned by /Rotate 90, an A4 target is laid out
-turned as well.
+turned as well. Destinations that point at a scaled page (links, outline items, named
+destinations, the open action: destinations.py) go through its M too, their zoom divided
+by its scale, so a link still shows the same place at the same size on screen.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pikepdf import Matrix, Operator
 
 from notrace.operations._common import Output, open_pdf, page_box, page_rotation, pdf_output
 from notrace.operations.boxes import has_area
+from notrace.operations.destinations import explicit_destinations, move_destination
 from notrace.operations.pages import parse_pages
 from notrace.operations.paper import MAX_SIDE_PT, MIN_SIDE_PT, paper_size
 from notrace.operations.placing import fit_matrix
@@ -83,7 +86,8 @@ def _move_annotations(page: pikepdf.Page, m: Matrix, seen: set) -> None:
             annot.InkList = pikepdf.Array([pikepdf.Array(_points(m, p)) for p in paths if p])
 
 
-def _scale_page(pdf: pikepdf.Pdf, page: pikepdf.Page, params: dict, seen: set) -> None:
+def _scale_page(pdf: pikepdf.Pdf, page: pikepdf.Page, params: dict, seen: set) -> Matrix:
+    """Scale one page in place; its matrix M (old user space to new)."""
     x0, y0, x1, y1 = page_box(page)
     bw, bh = x1 - x0, y1 - y0
     turned = page_rotation(page) in (90, 270)
@@ -112,6 +116,7 @@ def _scale_page(pdf: pikepdf.Pdf, page: pikepdf.Page, params: dict, seen: set) -
     if "/CropBox" in page.obj:
         del page.obj["/CropBox"]
     _move_annotations(page, m, seen)
+    return m
 
 
 def scale(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
@@ -119,6 +124,12 @@ def scale(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
     chosen = sorted(parse_pages(params["pages"]).resolve_set(len(pdf.pages)))
     seen: set = set()
+    matrices = {}
     for i in chosen:
-        _scale_page(pdf, pdf.pages[i], params, seen)
+        page = pdf.pages[i]
+        matrices[page.obj.objgen] = _scale_page(pdf, page, params, seen)
+    for dest in explicit_destinations(pdf):
+        target = dest[0]
+        if isinstance(target, pikepdf.Dictionary) and target.objgen in matrices:
+            move_destination(dest, matrices[target.objgen])
     return pdf_output(pdf, {"scaled": len(chosen)})

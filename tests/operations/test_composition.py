@@ -127,6 +127,74 @@ def test_scale_to_a4_moves_content_boxes_and_links(call):
     assert answer.report == {"scaled": 2}
 
 
+def _destinations_pdf() -> bytes:
+    """Three pages ("A page N" at (72, 700)); destinations of every kind on page 1 and in
+    the catalog, all pointing at page 2 but the last link's (page 3's, which stays)."""
+    pdf = pikepdf.open(io.BytesIO(make_pdf(3, marker="A")))
+    two, three = pdf.pages[1].obj, pdf.pages[2].obj
+    X = pikepdf.Name
+
+    def link(**entries):
+        return pdf.make_indirect(pikepdf.Dictionary(Type=X.Annot, Subtype=X.Link,
+                                                    Rect=[0, 0, 10, 10], **entries))
+    pdf.pages[0].obj.Annots = pikepdf.Array([
+        link(Dest=[two, X.XYZ, 72, 700, 2]),
+        link(A=pikepdf.Dictionary(S=X.GoTo, D=[two, X.FitR, 72, 600, 300, 700])),
+        link(Dest=pikepdf.String("named")), link(Dest=X.old),
+        link(Dest=[two, X.XYZ, None, 700, 0]),
+        link(Dest=[three, X.XYZ, 72, 700, 2])])
+    names = pikepdf.NameTree.new(pdf)
+    names["named"] = pikepdf.Array([two, X.XYZ, 72, 700, 1])
+    pdf.Root.Names = pikepdf.Dictionary(Dests=names.obj)
+    pdf.Root.Dests = pikepdf.Dictionary(old=pikepdf.Dictionary(D=[two, X.FitBV, 72]))
+    with pdf.open_outline() as outline:
+        outline.root.append(pikepdf.OutlineItem("two", 1, "FitH", top=700))
+    pdf.Root.OpenAction = pikepdf.Array([two, X.XYZ, 72, 700, 4])
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("raw", [{"size": "A4", "pages": "2"},
+                                 {"factor": "0.5", "pages": "2-3"},
+                                 {"size": "500x500pt", "fit": "stretch", "pages": "2"}])
+def test_scale_moves_destinations_with_the_content(call, raw):
+    """Each destination to page 2 still shows "A page 2" where the text went, at the same
+    size on screen (zoom divided by the scale); the one to page 3 is left as it was when
+    page 3 is not scaled; named destinations are moved where they are defined, once."""
+    answer = call("scale", [_destinations_pdf()], **raw)
+    x, y = marks(answer.file, 1)["A page 2"][:2]  # the text's new lower-left corner
+    (w, h), = sizes(answer.file)[1:2]
+    sx, sy = (w / 612, h / 792) if "stretch" in raw.values() else (min(w / 612, h / 792),) * 2
+    dx, dy = (w - 612 * sx) / 2, (h - 792 * sy) / 2
+    assert close((x, y), (72 * sx + dx, 700 * sy + dy))
+
+    def at(*points):  # where points (x, y, x, y...) of old page 2 are now
+        moved = [v * (sx, sy)[k % 2] + (dx, dy)[k % 2] for k, v in enumerate(points)]
+        return pytest.approx(moved, abs=0.01)
+
+    zoom = math.sqrt(sx * sy)
+    with pikepdf.open(io.BytesIO(answer.file)) as pdf:
+        two, three = (pdf.pages[i].obj.objgen for i in (1, 2))
+        links = [a.get("/Dest") if "/Dest" in a else a.A.D for a in pdf.pages[0].obj.Annots]
+        xyz, fitr, _named, _old, nulls, other = links
+        assert xyz[0].objgen == two and [float(v) for v in xyz[2:4]] == at(72, 700)
+        assert float(xyz[4]) == pytest.approx(2 / zoom)
+        assert [float(v) for v in fitr[2:6]] == at(72, 600, 300, 700)
+        assert nulls[2] is None and [dx, float(nulls[3])] == at(0, 700) and nulls[4] == 0
+        named = pikepdf.NameTree(pdf.Root.Names.Dests)["named"]
+        assert [float(v) for v in named[2:4]] == at(72, 700)
+        assert float(named[4]) == pytest.approx(1 / zoom)
+        assert [float(pdf.Root.Dests.old.D[2]), dy] == at(72, 0)
+        (item,) = pdf.open_outline().root
+        assert [dx, float(item.destination[2])] == at(0, 700)
+        assert [float(v) for v in pdf.Root.OpenAction[2:4]] == at(72, 700)
+        moved = raw["pages"] == "2-3"
+        assert other[0].objgen == three
+        expected = [*at(72, 700).expected, 2 / zoom] if moved else [72, 700, 2]
+        assert [float(v) for v in other[2:5]] == pytest.approx(expected, abs=0.01)
+
+
 @pytest.mark.parametrize("raw, expected", [
     ({"size": "a3"}, SIZES["a3"]),
     ({"size": "Letter", "orientation": "landscape"}, (792, 612)),
