@@ -16,7 +16,7 @@ import sys
 
 from aiohttp import web
 
-from notrace import auth, hygiene, pipeline, settings as settings_mod
+from notrace import auth, hygiene, pipeline, safe, settings as settings_mod
 from notrace.admission import raise_nofile_limit
 from notrace.cli_output import OutputError, binary_answer, plan as plan_output, \
     write as write_output
@@ -29,7 +29,7 @@ from notrace.middleware import answer_protocol_errors_as_problems
 from notrace.operations import OPERATIONS, Operation, ParamError
 from notrace.problems import HttpProblem
 from notrace.uploads import SNIFF_BYTES, check_kind, max_files, wrong_count
-from sandbox import MemFile, SandboxError
+from sandbox import MemFile, Result, SandboxError
 
 __all__ = ["main", "build_parser"]
 
@@ -224,6 +224,13 @@ def _job(settings, args: argparse.Namespace) -> tuple[Operation, dict, object, i
     return op, job_params(op, op.validate(raw), settings), op.limits, settings.max_pages
 
 
+def _run_job(sandbox, settings, files: list[MemFile], params: dict, limits) -> Result:
+    """The job's final Result: safe's phases are several jobs (notrace/safe.py)."""
+    if params["operation"] == safe.NAME:
+        return safe.run_sync(sandbox, files, params["params"], settings)
+    return sandbox.run_sync(files, params, limits)
+
+
 def _secret_params(operation: str) -> tuple:
     return (pipeline.PIPELINE if operation == pipeline.NAME else OPERATIONS[operation]).params
 
@@ -250,7 +257,7 @@ def run(settings, args: argparse.Namespace) -> int:
     try:
         while True:
             try:
-                answer = interpret(op, sandbox.run_sync(files, params, limits),
+                answer = interpret(op, _run_job(sandbox, settings, files, params, limits),
                                    max_pages=manifest_pages)
                 break
             except HttpProblem as problem:

@@ -13,7 +13,9 @@ where body is the FINAL answer (one PDF, a zip of the parts, JSON: see body.py) 
 manifest is {"media_type": ..., "filename": ..., "report": {...}, "files": N}; or just
 `[manifest_json]` with {"problem": CODE, "detail": TEXT} (CODE from problems.PROBLEMS,
 TEXT our own words), plus "step" (index) and "operation" when a pipeline's step failed
-(params {"operation": "pipeline", "steps": [...]}: pipeline.py runs them in this child). Every PDF answered has been reopened (body.check_pdfs). Library warnings and log records are silenced (they quote document
+(params {"operation": "pipeline", "steps": [...]}: pipeline.py runs them in this child).
+The phases of `safe` ({"operation": "safe-pixels" | "safe-build" | "safe-merge"}: see
+operations/safe.py and notrace/safe.py) are jobs of their own, answered the same way. Every PDF answered has been reopened (body.check_pdfs). Library warnings and log records are silenced (they quote document
 content). MemoryError is re-raised (the sandbox classifies the job as "memory"), and so
 are exceptions that mean a bug of ours rather than a bad document (see _common.OUR_BUGS).
 """
@@ -51,8 +53,8 @@ import pypdfium2  # noqa: F401  (loads libpdfium.so and initialises PDFium: see 
 from notrace.operations import ocr_engine
 from notrace.operations import (active, attachments, cleanup, compose,  # noqa: F401
                                 flatten, forms, images, imagestamp, metadata, optimize,
-                                outline, pagework, pdfium, reading, render, sanitize,
-                                scale, security, stamp, text)
+                                outline, pagework, pdfium, reading, render, safe,
+                                sanitize, scale, security, stamp, text)
 from notrace.operations._common import OUR_BUGS, Output, configure_libraries
 from notrace.operations.body import check_pdfs, final_answer
 from notrace.operations.pages import PageRangeError, SelectionTooLarge
@@ -129,6 +131,10 @@ def _operate(inputs: list[memoryview], params: dict, failed: dict) -> tuple[str,
     name = params["operation"]
     if name == PIPELINE:
         return run_steps(inputs, params, functions=FUNCTIONS, failed=failed)
+    if name in safe.PHASES:   # one phase of safe (notrace/safe.py runs them)
+        output = safe.PHASES[name](inputs, params)
+        check_pdfs(output, None)
+        return "safe", output
     limits = {"max_pages": params["max_pages"]}
     if "pixel_limits" in params:   # the operations that draw pages (jobs.job_params)
         limits["pixel_limits"] = PixelLimits.from_dict(params["pixel_limits"])
@@ -142,7 +148,8 @@ def run(inputs: list[memoryview], params: dict) -> list[bytes | memoryview]:
     pipeline's steps ({"operation": "pipeline", "steps": [...]}). Child side."""
     steps = params["steps"] if params["operation"] == PIPELINE else [params]
     for step in steps:  # KeyError: the server sent an unknown name, our bug
-        FUNCTIONS[step["operation"]]
+        if step["operation"] not in safe.PHASES:
+            FUNCTIONS[step["operation"]]
     failed: dict = {}  # a pipeline's running step: {"step": index, "operation": name}
     try:
         # Warnings quote document content too, and printing one reads the source file

@@ -6,6 +6,7 @@ from notrace.operations.boxes import BOX_PATTERN, MAX_POINTS, check_crop
 from notrace.operations.formats import NAMES as FORMAT_NAMES
 from notrace.operations.form_data import MAX_TEXT as FORM_TEXT, parse_values
 from notrace.operations.outline_data import MAX_DEPTH, MAX_ITEMS, MAX_TEXT, parse_outline
+from notrace.operations import ocr_engine
 from notrace.operations.paper import GRIDS, ORIENTATIONS, PAPER_PATTERN, parse_paper
 from notrace.operations.raster import (DEFAULT_PAGE_PIXELS, MAX_DPI, MAX_THUMBNAIL_WIDTH,
                                        MIN_DPI)
@@ -56,6 +57,19 @@ def _allow(what: str) -> Param:
 def _check_text(values: dict) -> None:
     if values["layout"] == "boxes" and values["engine"] != "pdfium":
         raise ParamError("layout", "boxes needs engine=pdfium (pypdf gives no word boxes)")
+
+
+def _check_safe(values: dict) -> None:
+    """ocr needs Tesseract and the language's data here (ocr_engine, without importing
+    it: the server only asks what is installed)."""
+    if not values["ocr"]:
+        return
+    usable, why = ocr_engine.available()
+    if not usable:
+        raise ParamError("ocr", f"OCR is not available on this server: {why}")
+    if values["language"] not in ocr_engine.languages():
+        raise ParamError("language", "not an installed language: "
+                         + ", ".join(ocr_engine.languages()))
 
 
 def _check_encrypt(values: dict) -> None:
@@ -227,6 +241,20 @@ _DECLARED = (
                      choices=("png", "jpeg")),
                QUALITY, PASSWORD),
               "image", f"{_PKG}.render:thumbnail"),
+    Operation("safe", "Dangerzone's two-phase conversion: every page drawn to pixels in "
+              "one sandboxed child, the pixels checked by the server, then a new PDF "
+              "built from the pixels alone in a fresh child that never saw the document "
+              "(one image per page; no links, forms, scripts, attachments or metadata "
+              "survive; text only with ocr).", _ONE_PDF,
+              (DPI,
+               Param("ocr", "boolean", "Add an invisible text layer recognised (Tesseract) "
+                     "from the pixels, so the result stays searchable; needs the extra "
+                     "notrace[ocr].", default=False),
+               Param("language", "string", "Tesseract language of the text, with ocr "
+                     '("eng"; installed languages only).', default="eng", max_length=32,
+                     pattern=r"^[a-z]{3}(?:_[a-z]{2,8})?$"),
+               PASSWORD),
+              "pdf", f"{_PKG}.safe:safe", check=_check_safe),
 )
 
 

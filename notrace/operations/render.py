@@ -22,7 +22,7 @@ from notrace.operations._common import Output, OutputFile
 from notrace.operations.pages import parse_pages
 from notrace.operations.raster import PixelLimits, pixel_size
 
-__all__ = ["render", "thumbnail"]
+__all__ = ["render", "thumbnail", "paint"]
 
 #: format parameter -> (Pillow format, file suffix, media type)
 FORMATS = {"png": ("PNG", "png", "image/png"), "jpeg": ("JPEG", "jpg", "image/jpeg"),
@@ -79,12 +79,23 @@ def _pixels(pdf_page, width: int, height: int) -> Image.Image:
     bitmap = pypdfium2.PdfBitmap.new_native(width, height, pdfium_c.FPDFBitmap_BGR,
                                            rev_byteorder=True)
     try:
-        bitmap.fill_rect((255, 255, 255, 255), 0, 0, width, height)
-        pdfium_c.FPDF_RenderPageBitmap(bitmap, pdf_page, 0, 0, width, height, 0,
-                                       pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_REVERSE_BYTE_ORDER)
+        paint(bitmap, pdf_page, width, height)
         return bitmap.to_pil()
     finally:
         bitmap.close()
+
+
+def paint(bitmap, pdf_page, width: int, height: int) -> None:
+    """Draw the page (annotations' appearances too) on white into a width x height
+    bitmap made with rev_byteorder=True: RGB bytes (safe.py draws into its own buffer).
+    Form fields are drawn too when the document's form was initialised (init_forms:
+    PDFium leaves widgets out of FPDF_RenderPageBitmap when a document has a form)."""
+    flags = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_REVERSE_BYTE_ORDER
+    bitmap.fill_rect((255, 255, 255, 255), 0, 0, width, height)
+    pdfium_c.FPDF_RenderPageBitmap(bitmap, pdf_page, 0, 0, width, height, 0, flags)
+    formenv = getattr(pdf_page.pdf, "formenv", None)
+    if formenv:
+        pdfium_c.FPDF_FFLDraw(formenv, bitmap, pdf_page, 0, 0, width, height, 0, flags)
 
 
 def _draw(document, index: int, scale, params: dict,

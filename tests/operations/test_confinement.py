@@ -67,6 +67,7 @@ def test_every_operation_runs_confined(tmp_path):
         ([doc], "render", {"dpi": "36"}), ([form], "render", {"format": "jpeg"}),
         ([active], "render", {"format": "webp", "quality": "50", "pages": "-1"}),
         ([locked], "thumbnail", {"password": "pw"}), ([form], "thumbnail", {"format": "jpeg"}),
+        ([active], "safe", {"dpi": "36"}), ([form], "safe", {}),
     ]
     # Documents with images for images/compress: made by from-images, read back here.
     images_doc = save("images.pdf", _from_images([png, jpeg, gray]))

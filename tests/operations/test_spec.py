@@ -16,7 +16,7 @@ EXPECTED = {"merge", "split", "select", "delete", "rotate", "compress", "lineari
             "repair", "text", "images", "from-images", "crop", "overlay", "scale", "nup",
             "booklet", "remove-annotations", "remove-blank", "bookmarks", "set-bookmarks",
             "stamp-image", "form-fields", "fill-form", "attachments", "attach", "render",
-            "thumbnail"}
+            "thumbnail", "safe"}
 
 
 def test_registry_is_complete_and_resolvable():

@@ -1,0 +1,257 @@
+"""`safe`, Dangerzone's two-phase conversion: the phases' code. Runs in the CHILD.
+
+Each phase is its own job in its own fresh child (notrace/safe.py, in the server, runs
+them and checks what passes between them); child.run dispatches PHASES by name:
+- "safe-pixels" (phase 1, the only child that sees the document): pages from
+  params["first"] on drawn by PDFium into one pixel stream (pixelstream.py), as many as
+  fit params["budget"] bytes (at least one), straight into the stream's buffer: the child
+  holds one batch of raw pixels and nothing else of size;
+- "safe-build" (phase 2, a fresh child that never saw the document): a new PDF from the
+  pixels alone, at the places and sizes params["pages"] gives (the geometry the server
+  checked; the stream's own headers are never read here): each page one Flate image
+  (lossless: text stays sharp, and white, which most pages are, compresses to almost
+  nothing) drawn over the whole page, at the original page size in points, and with
+  `ocr` an invisible text layer recognised from those pixels (ocr_engine.py);
+- "safe-merge": the batches' PDFs (made by phase-2 children) as one; a merge child never
+  sees the document either.
+No metadata reaches the result but a fixed producer; nothing of the document survives
+but its look (links, forms, scripts, attachments, outline, text: see NOT_KEPT).
+
+`safe` (the registry's function) runs the same phases and the same stream check in ONE
+process, for what calls an operation in-process (the operation tests, the bench's
+in-process side, a pipeline step): the same code without the process boundary, which is
+the point of `safe` over HTTP and the CLI.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import zlib
+
+import pikepdf
+import pypdfium2
+import pypdfium2.raw as pdfium_c
+from pikepdf import Dictionary, Name
+
+from notrace.operations import ocr_engine, pdfium, pixelstream
+from notrace.operations._common import PDF, Output, OutputFile, save_pdf
+from notrace.operations.problems import Problem
+from notrace.operations.raster import PixelLimits, pixel_size
+from notrace.operations.render import paint
+
+__all__ = ["PHASES", "PRODUCER", "NOT_KEPT", "FLATE_LEVEL", "batch_bytes", "report",
+           "draw_batch", "add_pages", "safe"]
+
+#: The one piece of metadata a result carries.
+PRODUCER = "notrace safe"
+#: What no pixel-only PDF can carry: the report's `not_kept` (text too, without OCR).
+NOT_KEPT = ("links", "forms", "annotations", "javascript and actions", "attachments",
+            "bookmarks", "metadata", "layers")
+#: zlib level of the page images: 6 (zlib's default) compresses a page of text at 150 dpi
+#: to about a tenth of level 1's size for twice the time, still well under the drawing's.
+FLATE_LEVEL = 6
+RESULT_NAME = "safe.pdf"
+_POINTS_PER_INCH = 72.0
+_MIB = 1 << 20
+#: Room left in a job's output for the manifest and the output table.
+_OUTPUT_SLACK = _MIB
+
+
+def batch_bytes(output_mb: int, memory_mb: int) -> tuple[int, int]:
+    """(budget, most) bytes of one pixel stream for children of these limits: batches are
+    packed to `budget` (half the output limit, and a third of the memory: the stream and
+    phase 2's mapping of it must leave room for PDFium, zlib and Tesseract), and one
+    page alone may take up to `most` (the output limit) before it is too large."""
+    most = (output_mb << 20) - _OUTPUT_SLACK
+    return max(1, min(most // 2, (memory_mb << 20) // 3)), most
+
+
+def report(params: dict, pages: int, batches: int) -> dict:
+    """The answer's report: what was made, and what cannot survive."""
+    not_kept = list(NOT_KEPT) + ([] if params["ocr"] else ["text"])
+    value = {"pages": pages, "dpi": params["dpi"], "batches": batches,
+             "compression": "flate", "ocr": params["ocr"], "not_kept": not_kept}
+    if params["ocr"]:
+        value["language"] = params["language"]
+    return value
+
+
+# --- phase 1 ----------------------------------------------------------------------------
+
+def draw_batch(data: memoryview, params: dict, *, first: int, budget: int, most: int,
+               max_pages: int, limits: PixelLimits) -> bytearray:
+    """The pixel stream of pages `first`.. of the document, as many as fit `budget`
+    bytes (at least one). The first batch checks every page's pixel size before drawing
+    any, so a document with one page too large fails before work is done."""
+    scale = params["dpi"] / _POINTS_PER_INCH
+    with pdfium.open_document(data, password=params.get("password"),
+                              max_pages=max_pages) as document:
+        # Before any page is loaded: its fields drawn as they look (render.paint).
+        document.init_forms()
+        total = len(document)
+        limits.check_pages(total)
+        if not 0 <= first < total:
+            raise ValueError(f"batch from page {first} of a {total}-page document")
+        if first == 0:
+            for index in range(total):
+                pixel_size(*document.get_page_size(index), scale, index + 1, limits)
+        chosen, size = _choose(document, first, scale, limits, budget, most)
+        stream = bytearray(size)
+        stream[:pixelstream.STREAM_HEADER.size] = pixelstream.pack_stream_header(
+            total, first, len(chosen))
+        at = pixelstream.STREAM_HEADER.size
+        for index, (width, height) in chosen:
+            at = _draw_page(document, index, scale, limits, (width, height), stream, at)
+    return stream
+
+
+def _choose(document, first: int, scale: float, limits: PixelLimits, budget: int,
+            most: int) -> tuple[list, int]:
+    """[(page index, (width, height))] from `first` on that fit `budget` bytes, and the
+    stream's size; a page that alone exceeds `most` is too large."""
+    chosen, size = [], pixelstream.STREAM_HEADER.size
+    for index in range(first, len(document)):
+        width, height = pixel_size(*document.get_page_size(index), scale, index + 1, limits)
+        need = pixelstream.PAGE_HEADER.size + width * height * pixelstream.BYTES_PER_PIXEL
+        if chosen and size + need > budget:
+            break
+        if size + need > most:
+            raise Problem("too_large", f"page {index + 1} would be {need // _MIB} MiB of "
+                          f"pixels, more than a job may hand on ({most // _MIB} MiB)")
+        chosen.append((index, (width, height)))
+        size += need
+    return chosen, size
+
+
+def _draw_page(document, index: int, scale: float, limits: PixelLimits,
+               size: tuple[int, int], stream: bytearray, at: int) -> int:
+    """Page `index`'s header and pixels written into `stream` at `at`; the offset after."""
+    width, height = size
+    pdf_page = document.get_page(index)  # no text page: pdfium.page would load one
+    try:
+        width_pt, height_pt = pdf_page.get_size()
+        if pixel_size(width_pt, height_pt, scale, index + 1, limits) != size:
+            raise Problem("malformed", f"page {index + 1} changed size when loaded")
+        header = pixelstream.pack_page_header(width, height, width_pt, height_pt)
+        stream[at:at + len(header)] = header
+        at += len(header)
+        count = width * height * pixelstream.BYTES_PER_PIXEL
+        # PDFium draws straight into the stream: no bitmap of its own, no copy.
+        buffer = (ctypes.c_ubyte * count).from_buffer(stream, at)
+        raw = pdfium_c.FPDFBitmap_CreateEx(width, height, pdfium_c.FPDFBitmap_BGR, buffer,
+                                           width * pixelstream.BYTES_PER_PIXEL)
+        if not raw:
+            raise MemoryError("PDFium could not make a bitmap")
+        bitmap = pypdfium2.PdfBitmap.from_raw(raw, rev_byteorder=True, ex_buffer=buffer)
+        try:
+            paint(bitmap, pdf_page, width, height)
+        finally:
+            bitmap.close()
+            del bitmap, buffer   # the stream's buffer export: released now
+    finally:
+        pdf_page.close()
+    return at + count
+
+
+def pixels_phase(inputs: list[memoryview], job: dict) -> Output:
+    """Phase 1's job: the pixel stream of one batch."""
+    budget, most = job["budget"], job["most"]
+    stream = draw_batch(inputs[0], job["params"], first=job["first"], budget=budget,
+                        most=most, max_pages=job["max_pages"],
+                        limits=PixelLimits.from_dict(job["pixel_limits"]))
+    return Output([OutputFile("pixels", "application/octet-stream", stream)])
+
+
+# --- phase 2 ----------------------------------------------------------------------------
+
+def new_pdf() -> pikepdf.Pdf:
+    pdf = pikepdf.new()
+    pdf.trailer.Info = pdf.make_indirect(Dictionary(Producer=pikepdf.String(PRODUCER)))
+    return pdf
+
+
+def add_pages(pdf: pikepdf.Pdf, view: memoryview, pages: list, params: dict) -> None:
+    """A page per [offset, width, height, width_pt, height_pt] (the checked geometry):
+    one Flate RGB image of the pixels at view[offset:], drawn over the whole page; with
+    params["ocr"], the words Tesseract reads in them as an invisible text layer."""
+    for offset, width, height, width_pt, height_pt in pages:
+        count = width * height * pixelstream.BYTES_PER_PIXEL
+        pixels = view[offset:offset + count]
+        if offset < 0 or len(pixels) != count:
+            raise ValueError("a page's pixels lie outside the input")  # the server's bug
+        image = pdf.make_stream(zlib.compress(pixels, FLATE_LEVEL), Type=Name.XObject,
+                                Subtype=Name.Image, Width=width, Height=height,
+                                ColorSpace=Name.DeviceRGB, BitsPerComponent=8,
+                                Filter=Name.FlateDecode)
+        page = pdf.add_blank_page(page_size=(width_pt, height_pt))
+        page.obj.Resources = Dictionary(XObject=Dictionary(Im0=image))
+        page.obj.Contents = pdf.make_stream(
+            b"q %s 0 0 %s 0 0 cm /Im0 Do Q" % (_number(width_pt), _number(height_pt)))
+        if params["ocr"]:
+            _add_words(pdf, page, pixels, width, height, params)
+
+
+def _add_words(pdf: pikepdf.Pdf, page: pikepdf.Page, pixels: memoryview, width: int,
+               height: int, params: dict) -> None:
+    import PIL.Image
+    with PIL.Image.frombuffer("RGB", (width, height), pixels, "raw", "RGB", 0, 1) as rgb, \
+            rgb.convert("L") as grey:
+        words = ocr_engine.recognize(grey, language=params["language"], dpi=params["dpi"])
+    ocr_engine.add_text_layer(pdf, page, words, image_width=width, image_height=height)
+
+
+def _number(value: float) -> bytes:
+    return (b"%.4f" % value).rstrip(b"0").rstrip(b".")
+
+
+def finish(pdf: pikepdf.Pdf, report_value: dict | None) -> Output:
+    return Output([OutputFile(RESULT_NAME, PDF, save_pdf(pdf))], report_value)
+
+
+def build_phase(inputs: list[memoryview], job: dict) -> Output:
+    """Phase 2's job: the PDF of one batch, from its pixels (inputs[0]) alone."""
+    pdf = new_pdf()
+    add_pages(pdf, inputs[0], job["pages"], job["params"])
+    return finish(pdf, job.get("report"))
+
+
+def merge_phase(inputs: list[memoryview], job: dict) -> Output:
+    """The batches' PDFs (phase 2's, in order) as one."""
+    pdf = new_pdf()
+    with contextlib.ExitStack() as parts:
+        for data in inputs:
+            part = parts.enter_context(pikepdf.open(io.BytesIO(data)))
+            pdf.pages.extend(part.pages)
+        return finish(pdf, job.get("report"))
+
+
+#: The phases child.run dispatches by name (never operations of their own).
+PHASES = {"safe-pixels": pixels_phase, "safe-build": build_phase, "safe-merge": merge_phase}
+
+
+# --- both phases in one process ---------------------------------------------------------
+
+def safe(inputs: list[memoryview], params: dict, *, max_pages: int,
+         pixel_limits: PixelLimits = PixelLimits(), output_mb: int = 200,
+         memory_mb: int = 512) -> Output:
+    """The whole conversion in this process (see the module doc): batch by batch, each
+    stream checked by pixelstream.check as the server checks it, then built."""
+    budget, most = batch_bytes(output_mb, memory_mb)
+    pdf = new_pdf()
+    first, document_pages, batches = 0, None, 0
+    while True:
+        stream = draw_batch(inputs[0], params, first=first, budget=budget, most=most,
+                            max_pages=max_pages, limits=pixel_limits)
+        view = memoryview(stream)
+        batch = pixelstream.check(lambda size, at: bytes(view[at:at + size]), len(stream),
+                                  first=first, document_pages=document_pages,
+                                  dpi=params["dpi"], limits=pixel_limits,
+                                  max_pages=max_pages)
+        add_pages(pdf, view, [page.to_list() for page in batch.pages], params)
+        batches += 1
+        view.release()
+        del stream
+        if batch.end == batch.document_pages:
+            return finish(pdf, report(params, batch.document_pages, batches))
+        first, document_pages = batch.end, batch.document_pages

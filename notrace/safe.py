@@ -1,0 +1,213 @@
+"""`safe` (issue 9): Dangerzone's two-phase conversion as a series of sandbox jobs. Runs in
+the SERVER loop (routes.py) and in the CLI (cli.py): both drive the one generator `jobs`,
+the route with `await sandbox.run`, the CLI with `sandbox.run_sync`.
+
+Per batch of pages (operations/safe.py has the children's side):
+1. phase 1: a child opens the document and draws pages from `first` on into a pixel
+   stream (operations/pixelstream.py), as many as fit half the output limit;
+2. here, between the phases: the stream is checked by its headers only (pread, never the
+   pixels), every count and size bounded before anything is allocated for it; any
+   violation is that child's crash (a 422 processing-crashed, never a 5xx);
+3. phase 2: a fresh child that never saw the document gets the SAME memfd as its input
+   (passed on, never copied) and the geometry checked in 2 as its params, never the
+   stream's own headers, and builds that batch's PDF from the pixels alone.
+With one batch, phase 2's PDF is the answer. With more, each batch's PDF (small: Flate
+images) is copied into a memfd of its own size and the batches' PDFs are joined by a
+merge child (at most MAX_JOB_FDS - 1 at once, folded when there are more), which never
+sees the document either: no byte a child made is parsed outside a child, and the server
+holds one batch's pixels at a time. Memory therefore does not grow with the page count
+anywhere: each child holds one batch; the server holds a batch's pixels plus the small
+PDFs made so far.
+
+The memfd handed on is the job's output memfd: the fork server sealed its size (grow,
+shrink) and its seals, so it cannot be sealed against writes like an upload. That is
+enough here: its size cannot change, so the checked geometry stays inside it, and phase 2
+reads nothing but pixels at those places; a late write by a dying phase-1 child could
+only change pixels.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+from typing import Callable, Generator
+
+from notrace.jobs import pixel_limits
+from notrace.operations import pixelstream
+from notrace.operations.raster import PixelLimits
+from notrace.operations.safe import batch_bytes, report
+from notrace.settings import Settings
+from sandbox import Limits, MemFile, Result
+from sandbox.layers.rlimits import MAX_JOB_FDS
+from sandbox.result import Stats
+
+__all__ = ["NAME", "Job", "jobs", "run", "run_sync", "drive", "HandedOn", "MAX_MERGE_INPUTS"]
+
+NAME = "safe"
+#: PDFs one merge job joins (a job takes at most MAX_JOB_FDS inputs).
+MAX_MERGE_INPUTS = MAX_JOB_FDS - 1
+_SIZE_SEALS = fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK
+
+#: One job to run: (inputs, params, limits or None for the sandbox's own).
+Job = tuple[list, dict, Limits | None]
+
+
+class HandedOn(MemFile):
+    """A job's output memfd as the next job's input (a dup of its descriptor: the Result
+    keeps its own). Sealing it against writes is not possible (see the module doc);
+    seal() requires what matters instead: a size nobody can change."""
+
+    def seal(self) -> None:
+        seals = fcntl.fcntl(self.fileno(), fcntl.F_GET_SEALS)
+        if not seals & fcntl.F_SEAL_SEAL:
+            super().seal()
+        elif seals & _SIZE_SEALS != _SIZE_SEALS:
+            raise PermissionError("a memfd whose size is not sealed")
+
+
+@dataclasses.dataclass
+class _Costs:
+    """The children's usage summed over the job (its Result's stats)."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    max_rss_mb: float = 0.0
+
+    def add(self, result: Result) -> None:
+        self.wall_s += result.stats.wall_s
+        self.cpu_s += result.stats.cpu_s
+        self.max_rss_mb = max(self.max_rss_mb, result.stats.max_rss_mb)
+
+    def onto(self, result: Result) -> Result:
+        return dataclasses.replace(result, stats=Stats(self.wall_s, self.cpu_s,
+                                                       self.max_rss_mb))
+
+
+def _answered(result: Result) -> bool:
+    """A phase that produced its data ([manifest, data]); anything else (a problem, a
+    limit, a crash) is the whole job's answer, which jobs.interpret maps."""
+    return result.status == "ok" and len(result.outputs) == 2
+
+
+def jobs(document: MemFile, validated: dict, settings: Settings, *, limits: PixelLimits |
+         None = None) -> Generator[Job, Result, Result]:
+    """The jobs of one safe conversion: yields each Job, is sent its Result, and returns
+    the final Result (a PDF answer for jobs.interpret, or why not). Every Result it was
+    sent is closed or returned."""
+    limits = limits or pixel_limits(settings)
+    budget, most = batch_bytes(settings.child_output_mb, settings.child_memory_mb)
+    base = {"params": validated, "max_pages": settings.max_pages}
+    costs, pdfs = _Costs(), []
+    first, document_pages, batches = 0, None, 0
+    try:
+        while True:
+            drawn = yield ([document], {**base, "operation": "safe-pixels", "first": first,
+                                        "budget": budget, "most": most,
+                                        "pixel_limits": limits.to_dict()}, None)
+            costs.add(drawn)
+            if not _answered(drawn):
+                return costs.onto(drawn)
+            with drawn:
+                try:
+                    batch = _check(drawn, first, document_pages, validated["dpi"], limits,
+                                   settings.max_pages)
+                except pixelstream.StreamError as exc:
+                    return costs.onto(Result("crashed", reason=f"phase 1 sent an invalid "
+                                             f"pixel stream: {exc}"))
+                batches += 1
+                last = batch.end == batch.document_pages
+                answer = report(validated, batch.document_pages, batches) if last else None
+                start = drawn.outputs.span(1)[0]
+                with HandedOn(fd=os.dup(drawn.outputs.fileno())) as pixels:
+                    built = yield ([pixels], {**base, "operation": "safe-build",
+                                              "pages": [p.to_list(start) for p in batch.pages],
+                                              "report": answer if not pdfs else None}, None)
+            costs.add(built)
+            if not _answered(built) or (last and not pdfs):
+                return costs.onto(built)
+            pdfs.append(_body_copy(built))
+            if len(pdfs) == MAX_MERGE_INPUTS or last:
+                merged = yield (pdfs, {**base, "operation": "safe-merge",
+                                       "report": answer}, None)
+                costs.add(merged)
+                _close(pdfs)
+                if not _answered(merged) or last:
+                    return costs.onto(merged)
+                pdfs.append(_body_copy(merged))
+            first, document_pages = batch.end, batch.document_pages
+    finally:
+        _close(pdfs)
+
+
+def _check(result: Result, first: int, document_pages: int | None, dpi: int,
+           limits: PixelLimits, max_pages: int) -> pixelstream.Batch:
+    """The stream of phase 1's data output (its span was checked against the memfd by
+    the sandbox), checked by its headers."""
+    fd = result.outputs.fileno()
+    start, length = result.outputs.span(1)
+    return pixelstream.check(lambda size, at: os.pread(fd, size, start + at), length,
+                             first=first, document_pages=document_pages, dpi=dpi,
+                             limits=limits, max_pages=max_pages)
+
+
+def _body_copy(result: Result) -> MemFile:
+    """A phase's PDF copied (in the kernel) into a memfd of its own size, the Result
+    closed: a merge child maps each input whole, and an output memfd is sized for the
+    largest output a job may make."""
+    with result:
+        start, length = result.outputs.span(1)
+        copy = MemFile("safe-batch")
+        try:
+            copy.truncate(length)
+            done = 0
+            while done < length:
+                moved = os.copy_file_range(result.outputs.fileno(), copy.fileno(),
+                                           length - done, start + done, done)
+                if moved <= 0:
+                    raise OSError("the output memfd ended before its span")
+                done += moved
+            copy.seal()
+        except BaseException:
+            copy.close()
+            raise
+        return copy
+
+
+def _close(files: list[MemFile]) -> None:
+    while files:
+        files.pop().close()
+
+
+async def run(sandbox, files: list[MemFile], validated: dict, settings: Settings) -> Result:
+    """The final Result of safe on files[0], its jobs run by `sandbox` (the server loop).
+    A request cancelled meanwhile closes the flow: its memfds go at once."""
+    flow = jobs(files[0], validated, settings)
+    try:
+        result = None
+        while True:
+            try:
+                inputs, params, limits = flow.send(result)
+            except StopIteration as done:
+                return done.value
+            result = await sandbox.run(inputs, params, limits)
+    finally:
+        flow.close()
+
+
+def run_sync(sandbox, files: list[MemFile], validated: dict, settings: Settings) -> Result:
+    """run()'s blocking twin for the CLI (Sandbox.run_sync)."""
+    return drive(jobs(files[0], validated, settings), sandbox.run_sync)
+
+
+def drive(flow: Generator[Job, Result, Result], run_job: Callable[..., Result]) -> Result:
+    """Run a flow's jobs one by one with a blocking `run_job(inputs, params, limits)`."""
+    try:
+        result = None
+        while True:
+            try:
+                inputs, params, limits = flow.send(result)
+            except StopIteration as done:
+                return done.value
+            result = run_job(inputs, params, limits)
+    finally:
+        flow.close()

@@ -1,0 +1,219 @@
+"""safe (issue 9): a PDF of pixels only, built from a checked pixel stream. In-process
+(the phases' code), then through the real sandbox with the server's orchestrator
+(notrace/safe.py: phase 1, the check, phase 2, the merge of batches), then hostile pixel
+streams, from the checker directly and from a hostile phase-1 child."""
+from __future__ import annotations
+
+import io
+import os
+import time
+import tracemalloc
+
+import pikepdf
+import pypdfium2
+import pytest
+from PIL import Image
+
+from notrace import safe, settings as settings_module
+from notrace.jobs import interpret
+from notrace.operations import OPERATIONS, pixelstream
+from notrace.operations.raster import PixelLimits
+from notrace.problems import HttpProblem
+from sandbox import MemFile, Sandbox
+from tests import pdfs
+from tests.operations import safe_entries
+
+pytestmark = pytest.mark.timeout(60)
+
+ENTRY = "notrace.operations.child:run"
+WARMUP = "notrace.operations.child:warm_up"
+SAFE = OPERATIONS["safe"]
+
+
+def _pdf(data: bytes) -> pikepdf.Pdf:
+    return pikepdf.open(io.BytesIO(data))
+
+
+def _all_objects_text(pdf: pikepdf.Pdf) -> bytes:
+    """Every object of the document, streams decoded: what a marker could hide in."""
+    out = io.BytesIO()
+    pdf.save(out, qdf=True, compress_streams=False, stream_decode_level=pikepdf.StreamDecodeLevel.all)
+    return out.getvalue()
+
+
+def assert_pixels_only(data: bytes, original: bytes) -> None:
+    """Same page count and sizes, one full-page image per page and nothing else: no
+    annotations, form, names, actions, outline, metadata but the producer."""
+    result, source = _pdf(data), _pdf(original)
+    assert len(result.pages) == len(source.pages)
+    for page, before in zip(result.pages, source.pages):
+        assert [float(v) for v in page.mediabox] == [float(v) for v in before.mediabox]
+        assert list(page.obj.keys()) == ["/Contents", "/MediaBox", "/Parent", "/Resources",
+                                         "/Type"] or set(page.obj.keys()) == {
+            "/Contents", "/MediaBox", "/Parent", "/Resources", "/Type"}
+        assert list(page.Resources.keys()) == ["/XObject"]
+        [(name, image)] = page.Resources.XObject.items()
+        assert image.Subtype == "/Image" and image.Filter == "/FlateDecode"
+    assert set(result.Root.keys()) == {"/Type", "/Pages"}
+    assert dict(result.trailer.Info.items()) == {"/Producer": "notrace safe"}
+    text = _all_objects_text(result)
+    for marker in pdfs.MARKERS.values():
+        assert marker.encode() not in text, marker
+
+
+def _rendered(data: bytes, dpi: int) -> list[Image.Image]:
+    document = pypdfium2.PdfDocument(data)
+    try:
+        return [document[i].render(scale=dpi / 72).to_pil().convert("RGB")
+                for i in range(len(document))]
+    finally:
+        document.close()
+
+
+# --- in-process: the phases' code ---------------------------------------------------
+
+def test_active_content_forms_and_links_do_not_survive(call):
+    for original in (pdfs.make_active_pdf(2), pdfs.make_form_pdf()):
+        assert b"NTJS" in original or b"FIELDVALUE" in original
+        answer = call("safe", [original], dpi=72)
+        assert answer.manifest["media_type"] == "application/pdf"
+        assert_pixels_only(answer.body, original)
+        assert answer.report["pages"] == len(_pdf(original).pages)
+        assert "links" in answer.report["not_kept"] and "text" in answer.report["not_kept"]
+    # the form's field value is drawn (its appearance), as pixels only
+    drawn = _rendered(call("safe", [pdfs.make_form_pdf()], dpi=72).body, 72)[0]
+    assert drawn.convert("L").crop((100, 172, 200, 192)).getextrema()[0] < 128
+
+
+def test_the_pixels_are_the_pages_as_drawn(call):
+    original = pdfs.make_pdf(2, text="pixels {n}")
+    result = call("safe", [original], dpi=100).body
+    document = _pdf(result)
+    image = document.pages[1].Resources.XObject["/Im0"]
+    assert (int(image.Width), int(image.Height)) == (850, 1100)  # Letter at 100 dpi
+    ours = Image.frombytes("RGB", (850, 1100), image.read_bytes())
+    # what PDFium draws of the original at that size, and of our result: the same
+    assert ours.tobytes() == _rendered(original, 100)[1].tobytes()
+    assert _rendered(result, 100)[1].convert("L").histogram() == \
+        ours.convert("L").histogram()
+    assert pdfs.page_texts(result) == ["", ""]  # no text without OCR
+
+
+def test_batches_in_process_give_the_same_document(call):
+    """The in-process version packs batches as the server does: a small output limit
+    makes one page a batch, and the result is the same pages."""
+    from notrace.operations.safe import safe as in_one_process
+    original = pdfs.make_pdf(3)
+    params = SAFE.validate({"dpi": "36"})
+    output = in_one_process([memoryview(original)], params, max_pages=10, output_mb=2,
+                            memory_mb=512)
+    assert output.report["batches"] == 3 and output.report["pages"] == 3
+    assert_pixels_only(output.files[0].data, original)
+
+
+# --- the checker, on crafted streams --------------------------------------------------
+
+CHECK = dict(first=0, document_pages=None, dpi=36, limits=PixelLimits(), max_pages=2000)
+
+
+def _check_memfd(stream: bytes, **overrides):
+    with MemFile.from_bytes(stream) as mem:
+        fd = mem.fileno()
+        return pixelstream.check(lambda size, at: os.pread(fd, size, at), mem.size,
+                                 **{**CHECK, **overrides})
+
+
+def test_the_checker_accepts_the_format_and_gives_the_geometry():
+    batch = _check_memfd(safe_entries.STREAMS["good"])
+    assert (batch.document_pages, batch.first, batch.end) == (1, 0, 1)
+    [page] = batch.pages
+    assert (page.offset, page.width, page.height) == (20 + 24, 306, 396)
+    assert page.to_list(100) == [144, 306, 396, 612.0, 792.0]
+
+
+@pytest.mark.parametrize("attack", sorted(set(safe_entries.STREAMS) - {"good"}))
+def test_the_checker_refuses_each_hostile_stream_before_allocating(attack):
+    tracemalloc.start()
+    try:
+        with pytest.raises(pixelstream.StreamError):
+            _check_memfd(safe_entries.STREAMS[attack])
+        # nothing sized by the stream's claims: the memfd's copy in from_bytes aside
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * len(safe_entries.STREAMS[attack]) + 64 * 1024, peak
+
+
+def test_the_checker_holds_the_server_side_limits():
+    good = safe_entries.STREAMS["good"]
+    with pytest.raises(pixelstream.StreamError):   # 306 x 396 over a smaller page limit
+        _check_memfd(good, limits=PixelLimits(page_pixels=306 * 396 - 1))
+    with pytest.raises(pixelstream.StreamError):   # another batch's page count
+        _check_memfd(good, document_pages=2)
+    with pytest.raises(pixelstream.StreamError):   # not the batch asked for
+        _check_memfd(good, first=1)
+    with pytest.raises(pixelstream.StreamError):   # pixels for another dpi
+        _check_memfd(good, dpi=72)
+
+
+# --- through the real sandbox ------------------------------------------------------------
+
+def _settings(**values):
+    return settings_module.load({}, {k: str(v) for k, v in values.items()})
+
+
+def _answer(result, max_pages: int = 2000):
+    try:
+        with interpret(SAFE, result, max_pages=max_pages) as answer:
+            return answer.report, answer.body.read()
+    except HttpProblem as problem:
+        return problem
+
+
+@pytest.mark.timeout(120)
+def test_batches_through_the_sandbox_are_merged_in_order(monkeypatch):
+    """Letter pages at 72 dpi are 1.1 MiB of pixels; a 4 MiB output limit packs one a
+    batch (budget 1.5 MiB), and three PDFs per merge (patched down from 63) makes the
+    merges fold."""
+    monkeypatch.setattr(safe, "MAX_MERGE_INPUTS", 3)
+    original = pdfs.make_pdf(7, text="batch {n}")
+    settings = _settings(child_output_mb=4, workers=1)
+    with Sandbox(ENTRY, limits=None, workers=1, warmup=WARMUP) as sandbox, \
+            MemFile.from_bytes(original) as document:
+        started = time.monotonic()
+        result = safe.run_sync(sandbox, [document], SAFE.validate({"dpi": "72"}), settings)
+        elapsed = time.monotonic() - started
+        report, body = _answer(result)
+    assert report["batches"] == 7 and report["pages"] == 7 and report["dpi"] == 72
+    assert_pixels_only(body, original)
+    drawn = _rendered(body, 72)
+    assert [im.size for im in drawn] == [(612, 792)] * 7
+    # in order: each page is its own (the page texts differ, so do the pixels)
+    assert len({im.tobytes() for im in drawn}) == 7
+    assert drawn[3].tobytes() == _rendered(original, 72)[3].tobytes()
+    assert result.stats.wall_s > 0 and elapsed < 60
+
+
+@pytest.mark.timeout(120)
+async def test_hostile_pixel_streams_crash_their_job_and_the_sandbox_keeps_serving():
+    settings = _settings(workers=2)
+    params = SAFE.validate({"dpi": "36"})
+    attacks = sorted(set(safe_entries.STREAMS) - {"good"})
+    async with Sandbox("tests.operations.safe_entries:run", workers=2,
+                       warmup="tests.operations.safe_entries:warm_up") as sandbox:
+        async def one(name: str):
+            with MemFile.from_bytes(name.encode()) as document:
+                return _answer(await safe.run(sandbox, [document], params, settings))
+
+        started = time.monotonic()
+        for attack in attacks:
+            answer = await one(attack)
+            assert isinstance(answer, HttpProblem), attack
+            assert answer.type.slug == "processing-crashed" and answer.type.status == 422, \
+                (attack, answer.type.slug)
+        assert time.monotonic() - started < 30
+        report, body = await one("good")       # the same entry, a well-formed stream
+        assert report["pages"] == 1 and len(_pdf(body).pages) == 1
+        with MemFile.from_bytes(pdfs.make_active_pdf(1)) as document:  # a real document
+            report, body = _answer(await safe.run(sandbox, [document], params, settings))
+        assert report["pages"] == 1
