@@ -217,8 +217,11 @@ def json_output(name: str, value: dict) -> Output:
 def page_box(page: pikepdf.Page, keys: tuple[str, ...] = ("/CropBox", "/MediaBox")) -> Box:
     """The visible box (CropBox, else MediaBox; or the first usable of `keys`) as x0, y0,
     x1, y1; letter size when the page has no usable box (hostile or broken files)."""
+    obj = page.obj
     for key in keys:
-        box = page.obj.get(key)
+        # `in` first: get() of an absent key costs qpdf an exception, 4x the time (info
+        # reads every page's boxes, and most pages have no CropBox).
+        box = obj.get(key) if key in obj else None
         if isinstance(box, pikepdf.Array) and len(box) == 4:
             try:
                 x0, y0, x1, y1 = (float(v) for v in box)
@@ -233,7 +236,8 @@ def page_box(page: pikepdf.Page, keys: tuple[str, ...] = ("/CropBox", "/MediaBox
 
 def page_rotation(page: pikepdf.Page) -> int:
     """/Rotate as 0, 90, 180 or 270 (invalid values count as 0, as viewers do)."""
-    value = page.obj.get("/Rotate", 0)
+    obj = page.obj
+    value = obj.get("/Rotate") if "/Rotate" in obj else 0  # `in` first: see page_box
     try:
         angle = int(value)
     except (TypeError, ValueError):

@@ -53,7 +53,8 @@ def _dict(obj) -> pikepdf.Dictionary | None:
 def annotations(pdf: pikepdf.Pdf) -> Iterator[tuple[pikepdf.Page, pikepdf.Dictionary]]:
     """(page, annotation dictionary) for every annotation of every page."""
     for page in pdf.pages:
-        annots = page.obj.get("/Annots")
+        obj = page.obj
+        annots = obj.get("/Annots") if "/Annots" in obj else None  # see _common.page_box
         if isinstance(annots, pikepdf.Array):
             for annot in annots:
                 if _dict(annot) is not None:

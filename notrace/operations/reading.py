@@ -25,13 +25,17 @@ def info(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     field_types = {str(f.get("/FT")) for f in active.fields(pdf)}
     acroform = pdf.Root.get("/AcroForm")
     sig_flags = acroform.get("/SigFlags", 0) if isinstance(acroform, pikepdf.Dictionary) else 0
-    annot_types = {str(a.get("/Subtype")) for _p, a in active.annotations(pdf)}
-    actions = set()
+    # One walk of the pages' annotations (action_holders yields each of them once): a
+    # second one only for their subtypes cost as much again on every page.
+    annot_types: set[str] = set()
+    actions: set[str] = set()
     for where, holder in active.action_holders(pdf):
+        if where == "annotation" and "/Subtype" in holder:
+            annot_types.add(str(holder.get("/Subtype")))
         for key in ("/A", "/OpenAction"):
             if key in holder:
                 actions |= active.action_types(holder.get(key))
-        aa = holder.get("/AA")
+        aa = holder.get("/AA") if "/AA" in holder else None  # see _common.page_box
         if isinstance(aa, pikepdf.Dictionary):
             for key in aa.keys():
                 actions |= active.action_types(aa.get(key))
