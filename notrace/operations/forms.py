@@ -4,10 +4,13 @@ Fields are those of the AcroForm, through pikepdf.form (qpdf's form helper: fiel
 fully qualified, inherited values resolved, loops in the field tree cut by qpdf). A
 field is described by its kind (text, checkbox, radio, choice, button, signature), its
 value, its options (a radio group's states, a choice's export values, a checkbox's on
-state), and whether it is required or read-only. fill-form sets the values given and
-generates text and choice appearances (pikepdf's default generator); a name the form
-lacks, a value of the wrong kind or a choice outside the options is a 400 naming the
-field. flatten=true then draws the fields into the pages as the flatten operation does.
+state), and whether it is required or read-only; a choice field also by whether it is a
+multi-select list box, whose value is then the list of its selected options. fill-form
+sets the values given and generates text and choice appearances (pikepdf's default
+generator; a multi-select list box's by listbox.py, which qpdf's does not draw); a name
+the form lacks, a value of the wrong kind or a choice outside the options is a 400
+naming the field. flatten=true then draws the fields into the pages as the flatten
+operation does.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pikepdf import Name
 from notrace.operations._common import OUR_BUGS, Output, json_output, open_pdf, pdf_output
 from notrace.operations.flatten import flatten_document
 from notrace.operations.form_data import parse_values
+from notrace.operations.listbox import draw_list, select_options
 from notrace.operations.problems import Problem
 from notrace.operations.spec import quote
 
@@ -41,17 +45,51 @@ def _state(name) -> str | None:
     return str(name)[1:]
 
 
+def _terminal(field) -> pikepdf.Dictionary:
+    """The field dictionary that holds /V and /Opt: qpdf hands a field with one widget
+    kid and no name of its own as that kid (pikepdf's options then come out empty)."""
+    obj = field._field.obj
+    for _ in range(32):
+        parent = obj.get("/Parent")
+        if "/T" in obj or not isinstance(parent, pikepdf.Dictionary):
+            break
+        obj = parent
+    return obj
+
+
+def _choices(field) -> list[tuple[str, str]]:
+    """A choice field's options as (export value, display text): each /Opt entry is a
+    text or an [export, display] pair."""
+    out = []
+    opt = _terminal(field).get("/Opt")
+    for item in opt if isinstance(opt, pikepdf.Array) else ():
+        if isinstance(item, pikepdf.Array) and len(item) == 2:
+            out.append((str(item[0]), str(item[1])))
+        elif isinstance(item, pikepdf.String):
+            out.append((str(item), str(item)))
+    return out
+
+
 def _options(field, kind: str) -> list[str] | None:
     if kind == "radio":
         return sorted(s for s in (_state(n) for n in field.states) if s is not None)
     if kind == "choice":
-        return [str(option.export_value) for option in field.options]
+        return [export for export, _display in _choices(field)]
     if kind == "checkbox":
         return [_state(field.on_value)]
     return None
 
 
+def _chosen(field) -> list[str]:
+    """A multi-select list box's selected values (its /V: one text or an array)."""
+    value = field._field.value
+    items = value if isinstance(value, pikepdf.Array) else [value]
+    return [str(v) for v in items if isinstance(v, pikepdf.String)]
+
+
 def _value(field, kind: str):
+    if kind == "choice" and field.is_multiselect:
+        return _chosen(field)
     if kind == "checkbox":
         return bool(field.checked)
     if kind == "radio":
@@ -69,6 +107,8 @@ def _describe(name: str, field) -> dict:
     try:
         entry.update(value=_value(field, kind), options=_options(field, kind),
                      required=bool(field.is_required), read_only=bool(field.is_read_only))
+        if kind == "choice":
+            entry["multiselect"] = bool(field.is_multiselect)
     except (MemoryError, *OUR_BUGS):
         raise
     except Exception:  # noqa: BLE001  a damaged field: listed with what is known
@@ -119,9 +159,29 @@ def _blank_appearances(pdf: pikepdf.Pdf, field) -> None:
             widget.AP.N.Resources = shared
 
 
+def _select(pdf: pikepdf.Pdf, name: str, field, values: list[str]) -> None:
+    """A multi-select list box: the options given (each one of its options), selected."""
+    choices = _choices(field)
+    exports = [export for export, _display in choices]
+    for value in values:
+        if value not in exports:
+            raise _refuse(name, f"has no option {quote(value)}")
+    indices = sorted({exports.index(value) for value in values})
+    terminal = _terminal(field)
+    select_options(terminal, indices, exports)
+    widgets = _widgets(field)
+    for widget in widgets:  # a kid's own /V would hide the field's (V is inherited)
+        if widget.objgen != terminal.objgen:
+            select_options(widget, [], exports)
+    draw_list(pdf, terminal, widgets, [display for _export, display in choices],
+              set(indices))
+
+
 def _set(pdf: pikepdf.Pdf, name: str, field, value) -> None:
     kind = _kind(field)
-    if kind == "text" and isinstance(value, str):
+    if kind == "choice" and field.is_multiselect and isinstance(value, (list, str)):
+        _select(pdf, name, field, [value] if isinstance(value, str) else value)
+    elif kind == "text" and isinstance(value, str):
         _blank_appearances(pdf, field)
         field.value = value
     elif kind == "checkbox" and isinstance(value, bool):
@@ -136,7 +196,7 @@ def _set(pdf: pikepdf.Pdf, name: str, field, value) -> None:
         field.value = value
     elif kind in ("text", "checkbox", "radio", "choice"):
         want = {"text": "text", "checkbox": "true or false", "radio": "one option's name",
-                "choice": "one option"}[kind]
+                "choice": "one option (a list only in a multi-select list box)"}[kind]
         raise _refuse(name, f"is a {kind} field: its value is {want}")
     else:
         raise _refuse(name, f"is a {kind} field, which cannot be filled")

@@ -359,14 +359,17 @@ _COMPOSING = (
                PAGES_ALL, PASSWORD),
               "pdf", f"{_PKG}.imagestamp:stamp_image", check=_check_stamp_image),
     Operation("form-fields", "The form's fields as JSON: name, type, value, options, "
-              "required, read-only.", _ONE_PDF, (PASSWORD,), "json",
+              "required, read-only (and for choices multiselect: a multi-select list "
+              "box's value is the list of its selected options).", _ONE_PDF, (PASSWORD,),
+              "json",
               f"{_PKG}.forms:form_fields"),
     Operation("fill-form", "Fill form fields from JSON; optionally flatten them into the "
               "pages.", _ONE_PDF,
               (Param("values", "string", '{"field name": value}: text for text fields, '
-                     "an option for radio groups and choices, true/false for checkboxes. "
-                     "A name the form lacks or a value outside a field's options is a "
-                     "400 naming the field.", max_length=FORM_TEXT, example="{}"),
+                     "an option for radio groups and choices, a list of options for "
+                     "multi-select list boxes, true/false for checkboxes. A name the form "
+                     "lacks or a value outside a field's options is a 400 naming the "
+                     "field.", max_length=FORM_TEXT, example="{}"),
                Param("flatten", "boolean", "Draw the fields (and every annotation) into "
                      "the pages, as flatten does.", default=False),
                PASSWORD),
