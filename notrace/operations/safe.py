@@ -184,10 +184,14 @@ def add_pages(pdf: pikepdf.Pdf, view: memoryview, pages: list, params: dict) -> 
                                 Subtype=Name.Image, Width=width, Height=height,
                                 ColorSpace=Name.DeviceRGB, BitsPerComponent=8,
                                 Filter=Name.FlateDecode)
-        page = pdf.add_blank_page(page_size=(width_pt, height_pt))
-        page.obj.Resources = Dictionary(XObject=Dictionary(Im0=image))
-        page.obj.Contents = pdf.make_stream(
-            b"q %s 0 0 %s 0 0 cm /Im0 Do Q" % (_number(width_pt), _number(height_pt)))
+        # Made by hand: add_blank_page refuses sides over 14400 points, which PDFium
+        # draws (UserUnit documents) and viewers show.
+        pdf.pages.append(pikepdf.Page(Dictionary(
+            Type=Name.Page, MediaBox=pikepdf.Array([0, 0, width_pt, height_pt]),
+            Resources=Dictionary(XObject=Dictionary(Im0=image)),
+            Contents=pdf.make_stream(b"q %s 0 0 %s 0 0 cm /Im0 Do Q"
+                                     % (_number(width_pt), _number(height_pt))))))
+        page = pdf.pages[-1]
         if params["ocr"]:
             _add_words(pdf, page, pixels, width, height, params)
 
