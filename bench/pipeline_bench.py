@@ -8,7 +8,14 @@ plus the pages of every memfd it holds, uploads and answers, sampled every 2 ms)
 CPU seconds and largest max RSS (from the server's access log lines). The machine may be
 shared: its load average is printed before and after.
 
-    .venv/bin/python -m bench.pipeline_bench [--runs 5]
+A second table compares the handoff between steps inside the job: the document handed
+over OPEN (what the child does: notrace/operations/pipeline.py) against every step's
+answer saved, checked and parsed again by the next step (the handoff before it: the same
+code with TAKES_OPEN empty). Each variant runs its steps in-process, in a forked process
+of its own (so its max RSS is its own), exactly as a child's run() does; it reports the
+median wall time of the job's work and that process's peak RSS above its start.
+
+    .venv/bin/python -m bench.pipeline_bench [--runs 5] [--handoff-only]
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import io
 import json
 import os
 import platform
+import resource
 import statistics
 import threading
 import time
@@ -29,6 +37,10 @@ from tests.service.server import Server, multipart
 
 STEPS = [{"operation": "sanitize"}, {"operation": "compress"},
          {"operation": "encrypt", "params": {"password": "bench"}}]
+#: The handoff table's chains: the issue's, and one with two open handoffs in a row.
+CHAINS = {"sanitize, compress, encrypt": STEPS,
+          "sanitize, scale A4, compress, encrypt": [
+              STEPS[0], {"operation": "scale", "params": {"size": "A4"}}, *STEPS[1:]]}
 
 
 def image_pdf(target_mb: int) -> bytes:
@@ -134,12 +146,72 @@ def measure(server: Server, variant, doc: bytes, runs: int) -> dict:
             "cpu": statistics.median(cpus), "rss": statistics.median(rss), "jobs": len(jobs)}
 
 
+def _handoff_runs(doc: bytes, steps: list, runs: int, open_handoff: bool) -> dict:
+    """In this (forked) process: the job's run() `runs` times after one warm run; the
+    median and range of its wall time and the peak RSS above the start (MB)."""
+    from notrace.operations import child, pipeline as steps_module
+    from notrace.pipeline import parse
+    if not open_handoff:  # the handoff before: every answer saved, checked and reparsed
+        steps_module.TAKES_OPEN = frozenset()
+    job = parse(json.dumps(steps), 1).job_params(1000)
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    walls = []
+    for n in range(runs + 1):
+        began = time.perf_counter()
+        answer = child.run([memoryview(doc)], job)
+        if n:
+            walls.append(time.perf_counter() - began)
+        assert "problem" not in json.loads(answer[0]), answer[0]
+    with pikepdf.open(io.BytesIO(bytes(answer[1])), password="bench") as pdf:
+        assert pdf.is_encrypted
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start
+    return {"wall": statistics.median(walls), "low": min(walls), "high": max(walls),
+            "rss": peak / 1024}
+
+
+def handoff(doc: bytes, steps: list, runs: int, open_handoff: bool) -> dict:
+    """_handoff_runs in a forked process, its result through a pipe."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: measure, write, leave without running the parent's exit code
+        code = 1
+        try:
+            os.write(write, json.dumps(_handoff_runs(doc, steps, runs, open_handoff)).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    _pid, status = os.waitpid(pid, 0)
+    assert status == 0 and data, "the measuring process failed"
+    return json.loads(data)
+
+
+def handoff_table(documents: dict, runs: int) -> None:
+    mb = 1 << 20
+    print("| document | steps | handoff | job wall s (median, range) | process peak RSS MB |")
+    print("|---|---|---|---|---|")
+    for label, doc in documents.items():
+        for chain, steps in CHAINS.items():
+            for name, open_handoff in (("open (now)", True), ("bytes (before)", False)):
+                m = handoff(doc, steps, runs, open_handoff)
+                print(f"| {label}, {len(doc) / mb:.1f} MB | {chain} | {name} | {m['wall']:.3f} "
+                      f"({m['low']:.3f}-{m['high']:.3f}) | {m['rss']:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--handoff-only", action="store_true",
+                        help="only the in-process handoff table (no server)")
     args = parser.parse_args()
     documents = {"text (compressible)": heavy_pdf(10), "JPEG images": image_pdf(10)}
     load_before = os.getloadavg()
+    if args.handoff_only:
+        handoff_table(documents, args.runs)
+        print(f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
+        return
     server = Server({"NOTRACE_LOG_LEVEL": "info"}).start()
     rows = []
     try:
@@ -160,6 +232,8 @@ def main() -> None:
         print(f"| {label}, {size / mb:.1f} MB | {name} | {m['wall']:.2f} ({m['low']:.2f}-"
               f"{m['high']:.2f}) | {m['sent'] / mb:.1f} / {m['received'] / mb:.1f} | "
               f"{m['peak'] / mb:.1f} | {m['cpu']:.2f} | {m['rss']:.0f} | {m['jobs']} |")
+    print()
+    handoff_table(documents, args.runs)
 
 
 if __name__ == "__main__":
