@@ -111,6 +111,9 @@ FUNCTIONS = {name: _resolve(op.function) for name, op in OPERATIONS.items()}
 PIPELINE = "pipeline"
 configure_libraries()
 pdfium.configure()
+# Tesseract initialised now, with its data read (a child has no filesystem): at import,
+# like the libraries above, so that OCR works whether or not the fork server runs warm_up.
+ocr_engine.preload()
 
 
 def _manifest(value: dict) -> bytes:
@@ -204,4 +207,3 @@ def warm_up() -> None:
             raise RuntimeError(f"warm_up: {operation} failed: {answer[0]!r}")
     pypdf.PdfReader(io.BytesIO(bytes(sample))).pages[0].extract_text()
     PIL.Image.new("RGB", (2, 2)).save(io.BytesIO(), format="PNG")
-    ocr_engine.preload()  # Tesseract's data read now: a child has no filesystem

@@ -4,8 +4,8 @@ them into a page as an invisible text layer. Optional: the extra `notrace[ocr]`.
 Importable without tesserocr: `available()` and `languages()` say what is installed
 (the SERVER asks them for the catalogue, /ready and the `language` parameter's choices)
 and only `preload()` imports tesserocr. Where it runs:
-- `preload()` in the FORK SERVER (child.warm_up), before any child exists, with the
-  filesystem still readable: it sets OMP_THREAD_LIMIT=1 before tesserocr is imported
+- `preload()` in the FORK SERVER (when it imports child.py), before any child exists,
+  with the filesystem still readable: it sets OMP_THREAD_LIMIT=1 before tesserocr is imported
   (the fork server's environment is empty; an OpenMP pool's threads would not survive
   fork, and a child must not start threads of its own), and initialises one Tesseract
   per installed language, which reads its .traineddata file into memory then. A child
@@ -28,7 +28,8 @@ import functools
 import importlib.util
 import os
 
-__all__ = ["Word", "available", "languages", "preload", "recognize", "add_text_layer"]
+__all__ = ["Word", "NotPreloaded", "available", "languages", "preload", "recognize",
+           "add_text_layer"]
 
 #: The extra that brings Tesseract and its English data (pyproject.toml).
 EXTRA = "pip install 'notrace[ocr]'"
@@ -37,6 +38,12 @@ _NOT_LANGUAGES = ("osd",)
 _SUFFIX = ".traineddata"
 #: language -> initialised tesserocr.PyTessBaseAPI (preload()); children inherit them.
 _ENGINES: dict = {}
+
+
+class NotPreloaded(ImportError):
+    """recognize() for a language preload() did not initialise: our bug (the fork server's
+    warm-up did not run), never the document's. An ImportError, so that child.run
+    re-raises it (_common.OUR_BUGS) instead of answering "malformed"."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +101,7 @@ def available() -> tuple[bool, str]:
 
 def preload() -> None:
     """Fork server, once, before any child: initialise Tesseract for every installed
-    language (see the module doc). Does nothing when OCR is unavailable."""
+    language (see the module doc). Does nothing when OCR is unavailable, or again."""
     if not available()[0] or _ENGINES:
         return
     os.environ["OMP_THREAD_LIMIT"] = "1"  # before the import: OpenMP reads it when loaded
@@ -104,6 +111,12 @@ def preload() -> None:
         engine = tesserocr.PyTessBaseAPI(path=_data_dir(), lang=language,
                                          oem=tesserocr.OEM.LSTM_ONLY,
                                          psm=tesserocr.PSM.AUTO)
+        # tesserocr sends Tesseract's messages to debug_file=/dev/null, which Tesseract
+        # opens on its first message: in a child (no filesystem) that open fails and
+        # Tesseract then writes through a null FILE* (SIGSEGV; a 36 dpi page's "invalid
+        # resolution" warning did it). Empty means stderr, which a child has (the
+        # sandbox reads and drops it) and the fork server keeps no file open for.
+        engine.SetVariable("debug_file", "")
         _ENGINES[language] = engine
         # One recognition now: Tesseract's first-use allocations and tables happen here,
         # not in every child.
@@ -112,9 +125,11 @@ def preload() -> None:
 
 def recognize(image, *, language: str = "eng", dpi: int) -> list:
     """The words Tesseract finds in `image` (a PIL image of the page drawn at `dpi`), in
-    reading order. The language must be preloaded: KeyError otherwise (our bug)."""
+    reading order. The language must be preloaded (NotPreloaded otherwise)."""
+    engine = _ENGINES.get(language)
+    if engine is None:
+        raise NotPreloaded(f"Tesseract for {language!r} was not preloaded")
     import tesserocr  # already imported by preload(): a lookup in sys.modules
-    engine = _ENGINES[language]
     grey = image if image.mode == "L" else image.convert("L")
     try:
         engine.SetImageBytes(grey.tobytes(), grey.width, grey.height, 1, grey.width)

@@ -2,6 +2,8 @@
 OpenAPI) and by child.py (dispatch). Pure data: no PDF library is imported here."""
 from __future__ import annotations
 
+import dataclasses
+
 from notrace.operations.boxes import BOX_PATTERN, MAX_POINTS, check_crop
 from notrace.operations.formats import NAMES as FORMAT_NAMES
 from notrace.operations.form_data import MAX_TEXT as FORM_TEXT, parse_values
@@ -419,3 +421,22 @@ _COMPOSING = (
 
 #: All operations, by name (insertion order is the catalogue's order).
 OPERATIONS: dict[str, Operation] = {op.name: op for op in _DECLARED + _COMPOSING}
+
+#: ocr exists only where its extra is installed (ocr_engine.languages(): the catalogue,
+#: OpenAPI, the page and the CLI list it only then; /ready says why it is missing).
+OCR_LANGUAGES = ocr_engine.languages()
+if OCR_LANGUAGES:
+    OPERATIONS["ocr"] = Operation(
+        "ocr", "Add an invisible, searchable text layer recognised by Tesseract to "
+        "scanned pages, keeping the pages as they are.", _ONE_PDF,
+        (PAGES_ALL,
+         Param("language", "enum", "Language of the text (the installed Tesseract "
+               "languages).", default="eng" if "eng" in OCR_LANGUAGES else OCR_LANGUAGES[0],
+               choices=OCR_LANGUAGES),
+         dataclasses.replace(DPI, default=300, description="Resolution the pages are "
+                             "drawn at for recognition (300 suits text of 8 points and "
+                             "more; lower is faster); " + DPI.description.split("; ", 1)[1]),
+         Param("skip_text", "boolean", "Leave the pages on which PDFium finds text already "
+               "as they are (a scanned page has none).", default=False),
+         PASSWORD),
+        "pdf", f"{_PKG}.ocr:ocr")

@@ -64,6 +64,7 @@ def test_every_operation_runs_confined(tmp_path):
         ([form], "fill-form", {"values": '{"name": "Ada é"}', "flatten": "true"}),
         ([active], "attachments", {}), ([active], "attachments", {"extract": "true"}),
         ([doc, png, active], "attach", {"names": "a b.png,c/d.pdf"}),
+        ([doc], "ocr", {"dpi": "72"}), ([locked], "ocr", {"password": "pw", "skip_text": "true"}),
         ([doc], "render", {"dpi": "36"}), ([form], "render", {"format": "jpeg"}),
         ([active], "render", {"format": "webp", "quality": "50", "pages": "-1"}),
         ([locked], "thumbnail", {"password": "pw"}), ([form], "thumbnail", {"format": "jpeg"}),

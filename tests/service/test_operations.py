@@ -99,6 +99,7 @@ CASES = {
     # any kind of file after the PDF: an image, a zip, bytes the server cannot name
     "attach": ([_THREE, make_image_png(), b"PK\x05\x06" + bytes(18), b"notes"],
                {"names": "a.png,b.zip,c.txt"}, _check_pdf(3)),
+    "ocr": ([_THREE], {"dpi": "72", "pages": "1"}, _check_pdf(3)),
     "render": ([_THREE], {"dpi": "36", "pages": "2-"}, _check_zip(2)),
     "thumbnail": ([_THREE], {"width": "64"},
                   lambda r: r.headers["content-type"] == "image/png"
