@@ -13,6 +13,7 @@ import os
 import re
 import resource
 import socket
+import time
 from typing import Callable, NoReturn
 
 from sandbox import protocol, trailer
@@ -64,11 +65,16 @@ def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
         job, fds = protocol.recv(chan)
     except BaseException:
         os._exit(EXIT_CHANNEL_LOST)
-    report = _run_job(entry, job, fds, limits, ctx.baseline_vm_bytes)
+    # Stamps only when the fork server asked (sandbox.timings): diagnostics, never data.
+    stamps = {"child_woke": time.monotonic()} if job.get("timings") is True else None
+    report = _run_job(entry, job, fds, limits, ctx.baseline_vm_bytes, stamps)
     usage = resource.getrusage(resource.RUSAGE_SELF)   # all threads; the parent answers
     report["type"] = "report"
     report["usage"] = {"cpu_s": usage.ru_utime + usage.ru_stime,   # before our exit
                        "max_rss_mb": usage.ru_maxrss / 1024}
+    if stamps is not None:
+        stamps["child_reported"] = time.monotonic()
+        report["timings"] = stamps
     try:
         protocol.send(chan, report)
     except BaseException:
@@ -77,10 +83,11 @@ def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
 
 
 def _run_job(entry: Callable, job: dict, fds: list[int], limits: Limits,
-             baseline_vm_bytes: int) -> dict:
+             baseline_vm_bytes: int, stamps: dict | None = None) -> dict:
     """Run the entry on the job's inputs and write its outputs; return the report.
 
     fds: the inputs, the sealed params memfd (JSON, decoded only here), the output memfd.
+    stamps: None, or sandbox.timings' dict this adds the entry's and outputs' times to.
     """
     try:
         if len(fds) != job.get("inputs", -1) + 2:
@@ -94,8 +101,15 @@ def _run_job(entry: Callable, job: dict, fds: list[int], limits: Limits,
             os.close(fd)                      # mmap keeps its own dup: close ours at once,
                                               # or 64 inputs would need 128 fds
         params = _read_params(params_fd)
+        if stamps is not None:
+            stamps["entry_started"] = time.monotonic()
         outputs = entry(views, params)
-        return _write_outputs(outputs, output_fd, job_limits.output_mb << 20)
+        if stamps is not None:
+            stamps["entry_ended"] = time.monotonic()
+        report = _write_outputs(outputs, output_fd, job_limits.output_mb << 20)
+        if stamps is not None:
+            stamps["outputs_written"] = time.monotonic()
+        return report
     except MemoryError:
         return {"status": "memory"}
     except BaseException as exc:              # the job's fault, reported, never raised

@@ -72,6 +72,7 @@ class Job:
     limits: Limits
     input_fds: list[int]           # the inputs, then the sealed params memfd (never read here)
     output: MemFile
+    stamps: dict | None = None     # sandbox.timings' stamps, when the caller asked for them
 
 
 @dataclasses.dataclass
@@ -92,8 +93,10 @@ class Child:
 
 class ForkServer:
     def __init__(self, control: socket.socket, entry: Callable, limits: Limits,
-                 policy: Policy, workers: int, library_fds: tuple[int, ...] = ()) -> None:
+                 policy: Policy, workers: int, library_fds: tuple[int, ...] = (),
+                 timings: bool = False) -> None:
         self.control = control
+        self.timings = timings                        # stamp every job's hops (diagnostics)
         self.library_fds = library_fds
         self.entry = entry
         self.limits = limits
@@ -181,7 +184,7 @@ class ForkServer:
             for message, fds in protocol.drain(self.control):
                 kind = message.get("type")
                 if kind == "job":
-                    self.accept_job(message, fds)
+                    self.accept_job(message, fds, time.monotonic() if self.timings else None)
                     continue
                 protocol.close_all(fds or ())
                 if kind == "shutdown":
@@ -190,8 +193,9 @@ class ForkServer:
         except protocol.PeerGone:
             self.running = False          # the server is gone: nobody to work for
 
-    def accept_job(self, message: dict, fds: list[int]) -> None:
-        """Queue a job: its fds are the inputs, then the params memfd (never read here)."""
+    def accept_job(self, message: dict, fds: list[int], received: float | None = None) -> None:
+        """Queue a job: its fds are the inputs, then the params memfd (never read here).
+        received: when it was read, if the job's hops are stamped (sandbox.timings)."""
         job_id = message.get("id")
         output = None
         if fds is None:                           # we are out of descriptors: not its fault
@@ -221,7 +225,8 @@ class ForkServer:
                 self.send_result(job_id, "crashed",
                                  f"fork server refused the job: {type(exc).__name__}")
             return
-        self.pending.append(Job(job_id, limits, fds, output))
+        stamps = None if received is None else {"forkserver_received": received}
+        self.pending.append(Job(job_id, limits, fds, output, stamps))
 
     def dispatch(self) -> None:
         idle = [c for c in self.children.values() if c.state == IDLE]
@@ -229,6 +234,9 @@ class ForkServer:
             child, job = idle.pop(), self.pending.popleft()
             header = {"type": "job", "inputs": len(job.input_fds) - 1,
                       "limits": job.limits.to_dict()}
+            if job.stamps is not None:
+                header["timings"] = True
+                job.stamps["forkserver_dispatched"] = time.monotonic()   # sending now
             try:
                 protocol.send(child.chan, header, job.input_fds + [job.output.fileno()])
             except OSError:
@@ -330,7 +338,11 @@ class ForkServer:
             if child.state == WARMING:
                 layers = reports.parse_ready(message)
             elif child.state == BUSY and child.report is None:
-                report = reports.parse_report(message, child.job.output.size)
+                stamps = child.job.stamps
+                if stamps is not None:
+                    stamps["forkserver_got_report"] = time.monotonic()
+                report = reports.parse_report(message, child.job.output.size,
+                                              timings=stamps is not None)
             else:
                 raise protocol.ProtocolError("a message out of turn")
         except protocol.ProtocolError:
@@ -459,6 +471,12 @@ class ForkServer:
         if child.answered:
             return
         child.answered = True
+        stamps = child.job.stamps
+        if stamps is not None:                        # statistics only, like cpu_s
+            if child.report is not None and child.report.timings:
+                stamps.update(child.report.timings)
+            stamps["forkserver_answered"] = time.monotonic()
+            fields["stats"] = dict(fields.get("stats") or {}, timings=stamps)
         self.send_result(child.job.id, status, reason, **fields)
         child.job.output.close()
 
@@ -615,7 +633,8 @@ def main(control_fd: int) -> None:
     gc.collect()
     gc.freeze()
     server = ForkServer(control, entry, Limits.from_dict(config["limits"]),
-                        Policy.from_dict(config["policy"]), int(config["workers"]), kept)
+                        Policy.from_dict(config["policy"]), int(config["workers"]), kept,
+                        timings=config.get("timings") is True)
     server.run()
     os._exit(0)
 

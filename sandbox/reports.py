@@ -11,12 +11,14 @@ memfd (sandbox.trailer), so a report only says how many bytes the child used.
            {"type": "report", "status": "error", "error": TEXT, "usage": {...}}
            {"type": "report", "status": "memory" | "output_too_large", "usage": {...}}
   usage:   {"cpu_s": number, "max_rss_mb": number} (optional; only ever statistics)
+  timings: {stamp: number} (only when the job asked: sandbox.timings; statistics too)
 """
 from __future__ import annotations
 
 import dataclasses
 
 from sandbox.protocol import ProtocolError
+from sandbox.timings import parse_child
 
 #: What a child may report of its own job (the rest is decided from outside).
 REPORTED_STATUSES = ("ok", "error", "memory", "output_too_large")
@@ -33,6 +35,7 @@ class Report:
     error: str = ""
     cpu_s: float = 0.0
     max_rss_mb: float = 0.0
+    timings: dict | None = None    # the child's stamps, checked (sandbox.timings)
 
 
 def parse_ready(message: dict) -> list[str]:
@@ -46,14 +49,16 @@ def parse_ready(message: dict) -> list[str]:
     return layers
 
 
-def parse_report(message: dict, output_size: int) -> Report:
-    """A busy child's report on its job; `used` must fit the output memfd."""
+def parse_report(message: dict, output_size: int, timings: bool = False) -> Report:
+    """A busy child's report on its job; `used` must fit the output memfd. `timings`:
+    the job asked for the child's stamps (sandbox.timings), which are then allowed."""
     if message.get("type") != "report":
         raise ProtocolError("not a report")
     status = message.get("status")
     if type(status) is not str or status not in _REPORT_KEYS:
         raise ProtocolError("invalid status")
-    if not set(message) <= {"type", "status", "usage"} | _REPORT_KEYS[status]:
+    optional = {"type", "status", "usage", "timings"} if timings else {"type", "status", "usage"}
+    if not set(message) <= optional | _REPORT_KEYS[status]:
         raise ProtocolError("unexpected fields")
     if not _REPORT_KEYS[status] <= set(message):
         raise ProtocolError("missing fields")
@@ -64,7 +69,8 @@ def parse_report(message: dict, output_size: int) -> Report:
     error = message.get("error", "")
     if type(error) is not str or len(error) > MAX_ERROR_CHARS:
         raise ProtocolError("invalid error text")
-    return Report(status, used, error, cpu_s, max_rss_mb)
+    stamps = parse_child(message["timings"]) if "timings" in message else None
+    return Report(status, used, error, cpu_s, max_rss_mb, stamps)
 
 
 def _usage(usage) -> tuple[float, float]:

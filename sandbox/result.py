@@ -34,14 +34,23 @@ MEMORY_EVIDENCE_FRACTION = 0.9
 
 @dataclasses.dataclass(frozen=True)
 class Stats:
-    """Resource usage of the child that ran the job."""
+    """Resource usage of the child that ran the job.
+
+    timings: None unless the Sandbox was made with timings=True: then when each hop of
+    the job happened, {stamp: time.monotonic() seconds} (sandbox.timings; the child's
+    stamps are its own numbers, checked for range only: statistics, never evidence).
+    """
 
     wall_s: float = 0.0
     cpu_s: float = 0.0
     max_rss_mb: float = 0.0
+    timings: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if self.timings is None:
+            del d["timings"]
+        return d
 
 
 class Outputs:

@@ -56,10 +56,13 @@ class Sandbox:
     queue: jobs that may wait for a worker; beyond that run() answers "busy" at once.
     warmup: optional "module:function" called once in the fork server after importing
         the entry (trusted code: e.g. run a sample job so children start with warm caches).
+    timings: stamp each job's hops (sandbox.timings) into its Result.stats.timings, for
+        benchmarks and diagnostics; off by default.
     """
 
     def __init__(self, entry: str, *, limits: Limits | None = None, workers: int | None = None,
-                 queue: int = 16, policy: Policy | None = None, warmup: str | None = None) -> None:
+                 queue: int = 16, policy: Policy | None = None, warmup: str | None = None,
+                 timings: bool = False) -> None:
         if ":" not in entry:
             raise ValueError(f"entry {entry!r} is not 'package.module:function'")
         if queue < 0:
@@ -72,6 +75,7 @@ class Sandbox:
         self.queue = queue
         self.policy = policy or Policy()
         self.warmup = warmup
+        self.timings = timings
         self._ids = itertools.count(1)
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
@@ -144,6 +148,7 @@ class Sandbox:
         protocol.send(ours, {"entry": self.entry, "warmup": self.warmup,
                              "limits": self.limits.to_dict(), "policy": self.policy.to_dict(),
                              "workers": self.workers, "sys_path": list(sys.path),
+                             "timings": self.timings,
                              "parent_pid": os.getpid()})
         ours.setblocking(False)
         self._ready = self._loop.create_future()
@@ -217,6 +222,7 @@ class Sandbox:
         return Result("busy", reason="the sandbox is starting")
 
     async def _run_now(self, inputs: list, params: dict, limits: Limits) -> Result:
+        started = time.monotonic() if self.timings else 0.0
         owned: list[MemFile] = []
         job_id = next(self._ids)
         try:
@@ -234,6 +240,7 @@ class Sandbox:
                 return _unsent(exc)
             future = self._loop.create_future()
             self._futures[job_id] = future
+            sent = time.monotonic() if self.timings else 0.0
             try:
                 await self._send({"type": "job", "id": job_id, "limits": limits.to_dict()},
                                  [m.fileno() for m in owned])
@@ -242,12 +249,15 @@ class Sandbox:
                     return Result("restarting", reason="the fork server is gone; retry later")
                 return _unsent(exc)
             try:
-                return await asyncio.wait_for(asyncio.shield(future),
-                                              limits.wall_s + RESULT_GRACE_S + 10.0)
+                result = await asyncio.wait_for(asyncio.shield(future),
+                                                limits.wall_s + RESULT_GRACE_S + 10.0)
             except asyncio.TimeoutError:
                 # The fork server enforces deadlines; if it did not answer, it is broken.
                 self._on_fork_server_exit("it stopped answering")
                 return Result("restarting", reason="the fork server stopped answering")
+            if result.stats.timings is not None:
+                result.stats.timings.update(caller_started=started, caller_sent=sent)
+            return result
         finally:
             self._futures.pop(job_id, None)
             for mem in owned:
@@ -317,6 +327,7 @@ class Sandbox:
             protocol.close_all(fds)
 
     def _on_result(self, message: dict, fds: list[int]) -> None:
+        received = time.monotonic() if self.timings else 0.0
         future = self._futures.pop(message.get("id"), None)
         if future is None or future.done():
             protocol.close_all(fds)          # its caller gave up: nobody to hand it to
@@ -334,6 +345,8 @@ class Sandbox:
                             + type(exc).__name__)
         finally:
             protocol.close_all(fds)
+        if result.stats.timings is not None:
+            result.stats.timings.update(caller_received=received, caller_done=time.monotonic())
         future.set_result(result)
 
     def _ok_result(self, message: dict, output_fd: int) -> Result:
