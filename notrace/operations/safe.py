@@ -35,7 +35,7 @@ import pypdfium2.raw as pdfium_c
 from pikepdf import Dictionary, Name
 
 from notrace.operations import ocr_engine, pdfium, pixelstream
-from notrace.operations._common import PDF, Output, OutputFile, save_pdf
+from notrace.operations._common import PDF, Output, OutputFile
 from notrace.operations.problems import Problem
 from notrace.operations.raster import PixelLimits, pixel_size
 from notrace.operations.render import paint
@@ -210,7 +210,11 @@ def _number(value: float) -> bytes:
 
 
 def finish(pdf: pikepdf.Pdf, report_value: dict | None) -> Output:
-    return Output([OutputFile(RESULT_NAME, PDF, save_pdf(pdf))], report_value)
+    """The result saved as body (deterministic /ID: no clock, no randomness) and kept in
+    its buffer: getvalue() would copy it once more."""
+    out = io.BytesIO()
+    pdf.save(out, deterministic_id=True)
+    return Output([OutputFile(RESULT_NAME, PDF, out.getbuffer())], report_value)
 
 
 def build_phase(inputs: list[memoryview], job: dict) -> Output:
@@ -221,13 +225,54 @@ def build_phase(inputs: list[memoryview], job: dict) -> Output:
 
 
 def merge_phase(inputs: list[memoryview], job: dict) -> Output:
-    """The batches' PDFs (phase 2's, in order) as one."""
+    """The batches' PDFs (phase 2's, in order) as one. Of each page only what phase 2
+    makes is taken (its box, image and content), never the rest of a page dictionary
+    nor anything of a part's catalog: even a phase-2 child gone wrong (Tesseract on
+    hostile pixels) could not add an annotation or an action here."""
     pdf = new_pdf()
     with contextlib.ExitStack() as parts:
         for data in inputs:
-            part = parts.enter_context(pikepdf.open(io.BytesIO(data)))
-            pdf.pages.extend(part.pages)
+            part = parts.enter_context(pikepdf.open(_Reader(data)))
+            for page in part.pages:
+                kept = part.make_indirect(pikepdf.Dictionary(
+                    {key: page.obj[key] for key in _PAGE_KEYS if key in page.obj}))
+                copied = pdf.copy_foreign(kept)
+                pdf.pages.append(pikepdf.Page(Dictionary(Type=Name.Page, **{
+                    key[1:]: copied[key] for key in _PAGE_KEYS if key in copied})))
         return finish(pdf, job.get("report"))
+
+
+#: What a page of phase 2 has, and all a merge keeps of it.
+_PAGE_KEYS = ("/MediaBox", "/Resources", "/Contents")
+
+
+class _Reader(io.RawIOBase):
+    """A seekable reader over an input's mapping: pikepdf reads the part from it where it
+    lies (io.BytesIO would copy every part first)."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view, self._at = view, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), len(self._view) - self._at))
+        buffer[:count] = self._view[self._at:self._at + count]
+        self._at += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._view)}[whence]
+        self._at = max(0, base + offset)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
 
 
 #: The phases child.run dispatches by name (never operations of their own).

@@ -217,3 +217,23 @@ async def test_hostile_pixel_streams_crash_their_job_and_the_sandbox_keeps_servi
         with MemFile.from_bytes(pdfs.make_active_pdf(1)) as document:  # a real document
             report, body = _answer(await safe.run(sandbox, [document], params, settings))
         assert report["pages"] == 1
+
+
+def test_the_merge_keeps_only_what_phase_two_makes_of_a_page():
+    """A part from a phase-2 child gone wrong, with an annotation, an action and a
+    catalog of its own: the merge takes the pages' box, image and content only."""
+    from notrace.operations.safe import merge_phase
+    part = _pdf(pdfs.make_active_pdf(1))
+    good = pdfs.make_pdf(1)
+    out = io.BytesIO()
+    part.save(out)
+    output = merge_phase([memoryview(good), memoryview(out.getvalue())], {"report": None})
+    merged = _pdf(bytes(output.files[0].data))
+    assert len(merged.pages) == 2
+    for page in merged.pages:
+        assert set(page.obj.keys()) <= {"/Type", "/Parent", "/MediaBox", "/Resources",
+                                         "/Contents"}
+    assert set(merged.Root.keys()) == {"/Type", "/Pages"}
+    text = _all_objects_text(merged)
+    for name in ("open_action", "javascript", "page_aa", "link", "embedded_file"):
+        assert pdfs.MARKERS[name].encode() not in text, name
