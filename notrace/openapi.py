@@ -190,9 +190,13 @@ def _components() -> dict:
         "Layer": {"type": "object", "required": ["name", "available", "detail"],
                   "properties": {"name": {"type": "string"}, "available": {"type": "boolean"},
                                  "detail": {"type": "string"}}},
-        "Readiness": {"type": "object", "required": ["status", "layers"],
+        "Readiness": {"type": "object", "required": ["status", "layers", "ocr"],
                       "properties": {"status": {"type": "string", "enum": ["ready", "not ready"]},
-                                     "layers": {"type": "array", "items": _ref("Layer")}}},
+                                     "layers": {"type": "array", "items": _ref("Layer")},
+                                     "ocr": {"type": "object", "required": ["available", "detail"],
+                                             "description": "Whether the ocr operation exists here (the extra notrace[ocr]) and why not.",
+                                             "properties": {"available": {"type": "boolean"},
+                                                            "detail": {"type": "string"}}}}},
     }}
 
 

@@ -17,7 +17,7 @@ from notrace.jobs import BadManifest, interpret, job_params
 from notrace.logs import logger
 from notrace.middleware import LOG, REQUEST_ID
 from notrace.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from notrace.operations import OPERATIONS, Operation, ParamError
+from notrace.operations import OPERATIONS, Operation, ParamError, ocr_engine
 from notrace.problems import TYPES, HttpProblem
 from notrace.responses import abort_connection, json_response, stream_answer
 from notrace.uploads import Upload, read_upload
@@ -43,8 +43,11 @@ async def ready(request: web.Request) -> web.Response:
     sandbox = request.app.get(keys.SANDBOX)
     is_ready = sandbox is not None and sandbox.ready
     layers = [layer.to_dict() for layer in sandbox.layers()] if sandbox is not None else []
+    ocr_available, ocr_detail = ocr_engine.available()  # the ocr extra, installed or not
     response = json_response({"status": "ready" if is_ready else "not ready",
-                              "layers": layers}, status=200 if is_ready else 503)
+                              "layers": layers,
+                              "ocr": {"available": ocr_available, "detail": ocr_detail}},
+                             status=200 if is_ready else 503)
     if not is_ready:
         response.headers["Retry-After"] = str(request.app[keys.SETTINGS].retry_after_s)
     return response
