@@ -11,9 +11,10 @@ shared: its load average is printed before and after.
 A second table compares the handoff between steps inside the job: the document handed
 over OPEN (what the child does: notrace/operations/pipeline.py) against every step's
 answer saved, checked and parsed again by the next step (the handoff before it: the same
-code with TAKES_OPEN empty). Each variant runs its steps in-process, in a forked process
-of its own (so its max RSS is its own), exactly as a child's run() does; it reports the
-median wall time of the job's work and that process's peak RSS above its start.
+code with TAKES_OPEN empty). Each job runs as a child's run() does, in a process forked
+for it from the warmed-up bench (as children are from the fork server), the two
+handoffs alternately; it reports the median wall time of the job and its median peak RSS
+above the RSS before it (Linux: /proc/self/clear_refs resets the peak).
 
     .venv/bin/python -m bench.pipeline_bench [--runs 5] [--handoff-only]
 """
@@ -24,7 +25,6 @@ import io
 import json
 import os
 import platform
-import resource
 import statistics
 import threading
 import time
@@ -146,37 +146,46 @@ def measure(server: Server, variant, doc: bytes, runs: int) -> dict:
             "cpu": statistics.median(cpus), "rss": statistics.median(rss), "jobs": len(jobs)}
 
 
-def _handoff_runs(doc: bytes, steps: list, runs: int, open_handoff: bool) -> dict:
-    """In this (forked) process: the job's run() `runs` times after one warm run; the
-    median and range of its wall time and the peak RSS above the start (MB)."""
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+#: The handoffs compared: the operations that take a document open, or none (before:
+#: every answer saved, checked and parsed again by the next step).
+HANDOFFS = {"open (now)": None, "bytes (before)": frozenset()}
+
+
+def _one_job(doc: bytes, steps: list, takes_open: frozenset | None) -> dict:
+    """In a forked process: the job once, as a child's run() does; its wall time and its
+    peak RSS above the process's RSS before it (MB; /proc/self/clear_refs resets the
+    peak, and a fresh process has no freed memory of an earlier run to reuse)."""
     from notrace.operations import child, pipeline as steps_module
     from notrace.pipeline import parse
-    if not open_handoff:  # the handoff before: every answer saved, checked and reparsed
-        steps_module.TAKES_OPEN = frozenset()
+    if takes_open is not None:
+        steps_module.TAKES_OPEN = takes_open
     job = parse(json.dumps(steps), 1).job_params(1000)
-    start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    walls = []
-    for n in range(runs + 1):
-        began = time.perf_counter()
-        answer = child.run([memoryview(doc)], job)
-        if n:
-            walls.append(time.perf_counter() - began)
-        assert "problem" not in json.loads(answer[0]), answer[0]
+    before = _status_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    began = time.perf_counter()
+    answer = child.run([memoryview(doc)], job)
+    wall = time.perf_counter() - began
+    peak = (_status_kb("VmHWM") - before) / 1024
+    assert "problem" not in json.loads(answer[0]), answer[0]
     with pikepdf.open(io.BytesIO(bytes(answer[1])), password="bench") as pdf:
         assert pdf.is_encrypted
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start
-    return {"wall": statistics.median(walls), "low": min(walls), "high": max(walls),
-            "rss": peak / 1024}
+    return {"wall": wall, "rss": peak}
 
 
-def handoff(doc: bytes, steps: list, runs: int, open_handoff: bool) -> dict:
-    """_handoff_runs in a forked process, its result through a pipe."""
+def _forked(function, *args) -> dict:
+    """function(*args) in a forked process, its JSON result through a pipe."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: measure, write, leave without running the parent's exit code
         code = 1
         try:
-            os.write(write, json.dumps(_handoff_runs(doc, steps, runs, open_handoff)).encode())
+            os.write(write, json.dumps(function(*args)).encode())
             code = 0
         finally:
             os._exit(code)
@@ -188,14 +197,30 @@ def handoff(doc: bytes, steps: list, runs: int, open_handoff: bool) -> dict:
     return json.loads(data)
 
 
+def handoff(doc: bytes, steps: list, runs: int) -> dict:
+    """Each handoff `runs` times, alternately (the machine's drift meets both alike), one
+    forked process per job from this warmed-up one: median and range of the wall time,
+    median peak RSS."""
+    from notrace.operations import child
+    child.warm_up()  # imports and first-use caches, as the fork server has them
+    found: dict = {name: [] for name in HANDOFFS}
+    for _ in range(runs):
+        for name, takes_open in HANDOFFS.items():
+            found[name].append(_forked(_one_job, doc, steps, takes_open))
+    return {name: {"wall": statistics.median(m["wall"] for m in ms),
+                   "low": min(m["wall"] for m in ms), "high": max(m["wall"] for m in ms),
+                   "rss": statistics.median(m["rss"] for m in ms)}
+            for name, ms in found.items()}
+
+
 def handoff_table(documents: dict, runs: int) -> None:
     mb = 1 << 20
-    print("| document | steps | handoff | job wall s (median, range) | process peak RSS MB |")
+    print("| document | steps | handoff | job wall s (median, range) | peak RSS MB above "
+          "the job's start |")
     print("|---|---|---|---|---|")
     for label, doc in documents.items():
         for chain, steps in CHAINS.items():
-            for name, open_handoff in (("open (now)", True), ("bytes (before)", False)):
-                m = handoff(doc, steps, runs, open_handoff)
+            for name, m in handoff(doc, steps, runs).items():
                 print(f"| {label}, {len(doc) / mb:.1f} MB | {chain} | {name} | {m['wall']:.3f} "
                       f"({m['low']:.3f}-{m['high']:.3f}) | {m['rss']:.0f} |")
 
