@@ -100,3 +100,15 @@ def test_notrace_run_safe(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stderr)["report"]["pages"] == 1
     assert_pixels_only(target.read_bytes(), source.read_bytes())
+
+
+def test_ocr_over_http_keeps_the_words_searchable(server):
+    """Tesseract runs in phase 2's child, initialised in the fork server (no files)."""
+    line = "Dangerzone converts documents into pixels"
+    reply = server.post("safe", [make_pdf(1, text=line)], {"ocr": "true"})
+    assert reply.status == 200, reply.body[:300]
+    assert json.loads(reply.headers["x-notrace-report"])["ocr"] is True
+    text = server.post("text", [reply.body])
+    assert text.status == 200 and text.json()["pages"][0]["text"].split() == line.split()
+    reply = server.post("safe", [make_pdf(1)], {"ocr": "true", "language": "zzz"})
+    assert reply.status == 400 and reply.json()["param"] == "language"
