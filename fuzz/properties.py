@@ -385,7 +385,9 @@ def raw_params(draw, op: Operation) -> dict[str, str]:
     for param in op.params:
         if param.name in op.one_of and param.name != chosen:
             continue
-        if param.default is REQUIRED or param.name == chosen or draw(st.booleans()):
+        needed = param.name == chosen or param.name in op.any_of[:1] and not any(
+            name in raw for name in op.any_of)  # the first of any_of comes before the rest
+        if param.default is REQUIRED or needed or draw(st.booleans()):
             raw[param.name] = draw(_raw_value(param))
     return raw
 

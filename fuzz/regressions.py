@@ -225,13 +225,14 @@ _SIMPLE_VALUES = {"pages": "all", "ranges": "1", "password": "secret", "boolean"
 
 def minimal_params(operation: str) -> dict[str, str]:
     """Simple valid raw parameters of an operation: its required ones (and the first of a
-    one-of group), each with a plain value for its kind; derived from the registry."""
+    one-of or any-of group), each with a plain value for its kind; derived from the registry."""
     from notrace.operations.spec import REQUIRED  # noqa: PLC0415
 
     op = OPERATIONS[operation]
     raw = {}
     for param in op.params:
-        if param.default is not REQUIRED and param.name != (op.one_of[0] if op.one_of else None):
+        firsts = (op.one_of[:1] + op.any_of[:1])
+        if param.default is not REQUIRED and param.name not in firsts:
             continue
         if param.example is not None:
             raw[param.name] = param.example

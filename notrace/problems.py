@@ -90,6 +90,15 @@ _TYPES = (
                 "The document has more pages than NOTRACE_MAX_PAGES."),
     ProblemType("too-large", 422, "An image or page is too large",
                 "An image or page of the document exceeds the operation's size limits."),
+    ProblemType("redaction-incomplete", 422, "The redaction would be incomplete",
+                "redact's leak check re-read the text of every page of its result with "
+                "PDFium and pypdf and still found a term (or a character inside a box): "
+                "no document is answered. It happens when the two engines read a page "
+                "differently (text PDFium places under other words, e.g. /ActualText, "
+                "or draws at zero size, which pypdf still reads), or when pypdf cannot "
+                "read a page PDFium reads (a damaged content stream). The detail names the "
+                "page and the engine, never the term. Redact that page with a box (its "
+                "text is then dropped whole), or give all_pages=true."),
     ProblemType("memory-limit", 422, "The document needs too much memory",
                 "Processing it exceeded NOTRACE_CHILD_MEMORY_MB (e.g. a decompression bomb)."),
     ProblemType("cpu-limit", 422, "The document needs too much CPU time",
@@ -137,6 +146,7 @@ _CHILD_CODES = {
     "bad_parameter": "bad-parameter",
     "unsupported_image": "unsupported-image",
     "not_a_pdf": "not-a-pdf",
+    "redaction_incomplete": "redaction-incomplete",
 }
 # Sandbox Result.status (other than ok) -> our types. A hostile file's fault, except busy
 # and restarting (the caller should retry).

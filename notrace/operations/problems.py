@@ -37,6 +37,7 @@ PROBLEMS: dict[str, ProblemKind] = {k.code: k for k in (
     ProblemKind("page_out_of_range", "A page selection names a page the document lacks"),
     ProblemKind("bad_parameter", "A parameter does not fit this document"),
     ProblemKind("unsupported_image", "The image is not a JPEG or PNG this service reads"),
+    ProblemKind("redaction_incomplete", "Text to redact survived in the result"),
 )}
 
 

@@ -12,6 +12,10 @@ from notrace.operations import ocr_engine
 from notrace.operations.paper import GRIDS, ORIENTATIONS, PAPER_PATTERN, parse_paper
 from notrace.operations.raster import (DEFAULT_PAGE_PIXELS, MAX_DPI, MAX_THUMBNAIL_WIDTH,
                                        MIN_DPI)
+from notrace.operations.redact_params import (COLOR_PATTERN, DEFAULT_DPI as REDACT_DPI,
+                                              MAX_BOXES, MAX_BOXES_TEXT, MAX_DPI as REDACT_MAX_DPI,
+                                              MAX_TERM_CHARS, MAX_TERMS, MAX_TERMS_TEXT,
+                                              check_redact)
 from notrace.operations.spec import Inputs, Operation, Param, ParamError
 
 __all__ = ["OPERATIONS", "MAX_MERGE_INPUTS", "MAX_IMAGE_INPUTS"]
@@ -419,8 +423,39 @@ _COMPOSING = (
               check=_check_outline),
 )
 
+_REDACTING = (
+    Operation("redact", "True redaction: pages with a term or box are drawn to pixels, "
+              "painted over and rebuilt as images; metadata, annotations, attachments, "
+              "bookmarks and forms go; then a leak check re-reads every page's text with "
+              "PDFium and pypdf (422 redaction-incomplete if anything survives).", _ONE_PDF,
+              (Param("terms", "string", f"JSON list of at most {MAX_TERMS} texts to redact "
+                     f"wherever PDFium finds them (at most {MAX_TERM_CHARS} characters "
+                     "each; words match across any whitespace). Secret: never echoed, "
+                     "logged or reported; not in a query string.", default=None,
+                     max_length=MAX_TERMS_TEXT, secret=True, example='["secret"]'),
+               Param("boxes", "string", 'JSON list of {"page", "x0", "y0", "x1", "y1"} '
+                     "(page from 1; PDF points of the page's own unrotated coordinates, as "
+                     f"text's layout=boxes gives them); at most {MAX_BOXES}.", default=None,
+                     max_length=MAX_BOXES_TEXT,
+                     example='[{"page": 1, "x0": 72, "y0": 72, "x1": 144, "y1": 144}]'),
+               Param("regex", "boolean", "Terms are Python regular expressions (no "
+                     "backreferences, no repeated repetitions such as (a+)+).",
+                     default=False),
+               Param("case_sensitive", "boolean", "Match terms with their case.",
+                     default=False),
+               Param("all_pages", "boolean", "Rebuild every page as an image, not only "
+                     "those with a redaction.", default=False),
+               Param("dpi", "integer", "Resolution of the rebuilt pages.",
+                     default=REDACT_DPI, minimum=MIN_DPI, maximum=REDACT_MAX_DPI),
+               Param("color", "string", 'Paint colour, "RRGGBB" (hex).', default="000000",
+                     max_length=7, pattern=COLOR_PATTERN, example="000000"),
+               PASSWORD),
+              "pdf", f"{_PKG}.redact:redact", any_of=("terms", "boxes"), check=check_redact),
+)
+
 #: All operations, by name (insertion order is the catalogue's order).
-OPERATIONS: dict[str, Operation] = {op.name: op for op in _DECLARED + _COMPOSING}
+OPERATIONS: dict[str, Operation] = {op.name: op for op in _DECLARED + _COMPOSING
+                                     + _REDACTING}
 
 #: ocr exists only where its extra is installed (ocr_engine.languages(): the catalogue,
 #: OpenAPI, the page and the CLI list it only then; /ready says why it is missing).

@@ -279,6 +279,8 @@ class Operation:
     output: one of OUTPUTS ("archive": split and images answer a zip, even of one part).
     function: "module:function" implementing it in the child (called by child.run).
     one_of: names of optional parameters of which exactly one must be given.
+    any_of: names of optional parameters of which at least one must be given (redact:
+        boxes, terms or both).
     check: a check across the parsed values that no single Param can make (crop: a box
         with no area, a box given with margins); it raises ParamError and runs last in
         `validate`, in the SERVER. Pure Python, no I/O.
@@ -292,6 +294,7 @@ class Operation:
     output: str
     function: str
     one_of: tuple[str, ...] = ()
+    any_of: tuple[str, ...] = ()
     check: Callable[[dict], None] | None = None
     limits: Limits | None = None
 
@@ -301,9 +304,9 @@ class Operation:
         names = [p.name for p in self.params]
         if len(set(names)) != len(names):
             raise ValueError(f"Operation {self.name!r}: duplicate parameter names")
-        for name in self.one_of:
+        for name in self.one_of + self.any_of:
             if name not in names or self.param(name).required:
-                raise ValueError(f"Operation {self.name!r}: one_of names {name!r}, "
+                raise ValueError(f"Operation {self.name!r}: one_of/any_of names {name!r}, "
                                  "which is not an optional parameter")
         object.__setattr__(self, "params", tuple(self.params))
 
@@ -336,6 +339,8 @@ class Operation:
                 which = " or ".join(self.one_of)
                 raise ParamError(given[-1] if given else self.one_of[0],
                                  f"give exactly one of {which}")
+        if self.any_of and not any(n in raw for n in self.any_of):
+            raise ParamError(self.any_of[0], f"give at least one of {', '.join(self.any_of)}")
         if self.check is not None:
             self.check(values)
         return values
@@ -346,6 +351,8 @@ class Operation:
                "params": [p.describe() for p in self.params], "output": self.output}
         if self.one_of:
             out["one_of"] = list(self.one_of)
+        if self.any_of:
+            out["any_of"] = list(self.any_of)
         return out
 
 

@@ -15,7 +15,8 @@ EXPECTED = {"merge", "split", "select", "delete", "rotate", "compress", "lineari
             "metadata", "sanitize", "encrypt", "decrypt", "watermark", "number", "flatten",
             "repair", "text", "images", "from-images", "crop", "overlay", "scale", "nup",
             "booklet", "remove-annotations", "remove-blank", "bookmarks", "set-bookmarks",
-            "stamp-image", "form-fields", "fill-form", "attachments", "attach", "render",
+            "stamp-image", "form-fields", "fill-form", "attachments", "attach", "redact",
+            "render",
             "thumbnail", "safe"}
 #: ocr is declared where its extra is installed, as wherever the tests run (.ci/run);
 #: test_ocr.py checks the registry without it.
