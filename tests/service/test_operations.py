@@ -104,6 +104,7 @@ CASES = {
     "thumbnail": ([_THREE], {"width": "64"},
                   lambda r: r.headers["content-type"] == "image/png"
                   and r.body.startswith(b"\x89PNG")),
+    "redact": ([_THREE], {"terms": '["page 2"]'}, _check_pdf(3)),
     "safe": ([_THREE], {"dpi": "36"}, _check_pdf(3)),
 }
 
