@@ -19,7 +19,7 @@ DEFAULT_PAGE_PIXELS = 50_000_000
 #: Default of the setting max_pixel_pages: pages one render or safe job may draw.
 DEFAULT_PIXEL_PAGES = 500
 #: The operations whose jobs carry PixelLimits (jobs.job_params; child.run passes them).
-PIXEL_OPERATIONS = frozenset({"render", "thumbnail", "safe", "ocr"})
+PIXEL_OPERATIONS = frozenset({"render", "thumbnail", "safe", "ocr", "redact"})
 MIN_DPI, MAX_DPI = 36, 600
 MAX_THUMBNAIL_WIDTH = 2048
 

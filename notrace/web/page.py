@@ -73,6 +73,9 @@ def _fieldset(op: Operation, selected: bool) -> str:
     if op.one_of:
         one_of = ('<p class="help">Give exactly one of: '
                   f"{escape(', '.join(op.one_of))}.</p>")
+    if op.any_of:
+        one_of += ('<p class="help">Give at least one of: '
+                   f"{escape(', '.join(op.any_of))}.</p>")
     return (f'<fieldset class="params" id="params-{escape(op.name)}" '
             f'data-operation="{escape(op.name)}"{hidden}>'
             f"<legend>Options of {escape(op.name)}</legend>{one_of}{controls}</fieldset>")

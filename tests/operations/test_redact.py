@@ -334,3 +334,23 @@ async def test_through_the_sandbox_and_a_slow_pattern_ends_at_the_cpu_limit(call
     assert isinstance(answers[1], HttpProblem), answers[1]
     assert answers[1].type.slug in ("cpu-limit", "time-limit")
     assert elapsed < 40
+
+
+def test_the_pixel_limits_of_the_job_bound_the_rebuilt_pages():
+    """The settings max_page_pixels and max_pixel_pages reach redact as they reach render
+    (jobs.job_params): checked before the first page is drawn."""
+    from notrace.operations.child import run
+    from notrace.operations.raster import PIXEL_OPERATIONS
+
+    assert "redact" in PIXEL_OPERATIONS
+    params = OPERATIONS["redact"].validate({"terms": '["page"]'})
+
+    def problem(page_pixels: int, pages: int) -> str | None:
+        answer = run([memoryview(THREE)], {"operation": "redact", "params": params,
+                                           "max_pages": 10, "pixel_limits": {
+                                               "page_pixels": page_pixels, "pages": pages}})
+        return json.loads(answer[0]).get("problem")
+
+    assert problem(1_000_000, 2) is None          # pages 1 and 3 match "page"
+    assert problem(1_000_000, 1) == "too_many_pages"
+    assert problem(834 * 625 - 1, 2) == "too_large"   # 400 x 300 pt at 150 dpi
