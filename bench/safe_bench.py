@@ -12,12 +12,12 @@ pages at 150 dpi within them, memory flat (the peak child RSS is printed).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 
+from bench.ocr_bench import in_process   # child.run's median over runs, and its report
 from bench.text_bench import book_pdf
 from notrace import safe, settings as settings_module
 from notrace.jobs import interpret, sandbox_limits
@@ -27,20 +27,6 @@ from sandbox import MemFile, Sandbox
 ENTRY = "notrace.operations.child:run"
 WARMUP = "notrace.operations.child:warm_up"
 SAFE = OPERATIONS["safe"]
-
-
-def in_process(data: bytes, params: dict, runs: int) -> tuple[float, dict]:
-    from notrace.operations.child import run
-    job = {"operation": "safe", "params": params, "max_pages": 2000}
-    samples, report = [], {}
-    for _ in range(runs):
-        start = time.perf_counter()
-        answer = run([memoryview(data)], job)
-        samples.append(time.perf_counter() - start)
-        manifest = json.loads(answer[0])
-        assert "problem" not in manifest, manifest
-        report = manifest["report"]
-    return statistics.median(samples), report
 
 
 def sandboxed(data: bytes, params: dict, runs: int) -> tuple[float, dict, float]:
@@ -73,7 +59,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for ocr in (False, True) if args.ocr else (False,):
         params = SAFE.validate({"dpi": str(args.dpi), "ocr": str(ocr).lower()})
-        seconds, report = in_process(data, params, args.runs)
+        seconds, report = in_process(data, {"operation": "safe", "params": params,
+                                            "max_pages": 2000}, args.runs)
         print(f"| {ocr} | in-process | {seconds:.2f} | {args.pages / seconds:.1f} | "
               f"{report['batches']} | - |")
         seconds, report, rss = sandboxed(data, params, args.runs)

@@ -27,6 +27,7 @@ only change pixels.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -181,17 +182,11 @@ def _close(files: list[MemFile]) -> None:
 async def run(sandbox, files: list[MemFile], validated: dict, settings: Settings) -> Result:
     """The final Result of safe on files[0], its jobs run by `sandbox` (the server loop).
     A request cancelled meanwhile closes the flow: its memfds go at once."""
-    flow = jobs(files[0], validated, settings)
-    try:
-        result = None
-        while True:
-            try:
-                inputs, params, limits = flow.send(result)
-            except StopIteration as done:
-                return done.value
-            result = await sandbox.run(inputs, params, limits)
-    finally:
-        flow.close()
+    with contextlib.closing(jobs(files[0], validated, settings)) as flow:
+        step = _advance(flow, None)
+        while not isinstance(step, Result):
+            step = _advance(flow, await sandbox.run(*step))
+        return step
 
 
 def run_sync(sandbox, files: list[MemFile], validated: dict, settings: Settings) -> Result:
@@ -201,13 +196,16 @@ def run_sync(sandbox, files: list[MemFile], validated: dict, settings: Settings)
 
 def drive(flow: Generator[Job, Result, Result], run_job: Callable[..., Result]) -> Result:
     """Run a flow's jobs one by one with a blocking `run_job(inputs, params, limits)`."""
+    with contextlib.closing(flow):
+        step = _advance(flow, None)
+        while not isinstance(step, Result):
+            step = _advance(flow, run_job(*step))
+        return step
+
+
+def _advance(flow: Generator[Job, Result, Result], result: Result | None) -> Job | Result:
+    """The flow's next Job, given the last one's Result; or its final Result."""
     try:
-        result = None
-        while True:
-            try:
-                inputs, params, limits = flow.send(result)
-            except StopIteration as done:
-                return done.value
-            result = run_job(inputs, params, limits)
-    finally:
-        flow.close()
+        return flow.send(result)
+    except StopIteration as done:
+        return done.value

@@ -51,11 +51,20 @@ NOT_KEPT = ("links", "forms", "annotations", "javascript and actions", "attachme
 #: zlib level of the page images: 6 (zlib's default) compresses a page of text at 150 dpi
 #: to about a tenth of level 1's size for twice the time, still well under the drawing's.
 FLATE_LEVEL = 6
+#: Pages of one batch when ocr is on: Tesseract takes up to about 3 CPU seconds for a
+#: dense A4 page at 150 dpi (measured, bench/safe_bench.py --ocr), and phase 2's child
+#: has the default 20 CPU seconds and 30 s; without OCR only the bytes bound a batch.
+OCR_BATCH_PAGES = 4
 RESULT_NAME = "safe.pdf"
 _POINTS_PER_INCH = 72.0
 _MIB = 1 << 20
 #: Room left in a job's output for the manifest and the output table.
 _OUTPUT_SLACK = _MIB
+
+
+def batch_pages(params: dict) -> int:
+    """Most pages of one batch (besides its bytes)."""
+    return OCR_BATCH_PAGES if params["ocr"] else 1 << 31
 
 
 def batch_bytes(output_mb: int, memory_mb: int) -> tuple[int, int]:
@@ -82,8 +91,9 @@ def report(params: dict, pages: int, batches: int) -> dict:
 def draw_batch(data: memoryview, params: dict, *, first: int, budget: int, most: int,
                max_pages: int, limits: PixelLimits) -> bytearray:
     """The pixel stream of pages `first`.. of the document, as many as fit `budget`
-    bytes (at least one). The first batch checks every page's pixel size before drawing
-    any, so a document with one page too large fails before work is done."""
+    bytes (at least one; at most OCR_BATCH_PAGES with ocr). The first batch checks every
+    page's pixel size before drawing any, so a document with one page too large fails
+    before work is done."""
     scale = params["dpi"] / _POINTS_PER_INCH
     with pdfium.open_document(data, password=params.get("password"),
                               max_pages=max_pages) as document:
@@ -96,7 +106,8 @@ def draw_batch(data: memoryview, params: dict, *, first: int, budget: int, most:
         if first == 0:
             for index in range(total):
                 pixel_size(*document.get_page_size(index), scale, index + 1, limits)
-        chosen, size = _choose(document, first, scale, limits, budget, most)
+        chosen, size = _choose(document, first, scale, limits, budget, most,
+                               batch_pages(params))
         stream = bytearray(size)
         stream[:pixelstream.STREAM_HEADER.size] = pixelstream.pack_stream_header(
             total, first, len(chosen))
@@ -107,11 +118,11 @@ def draw_batch(data: memoryview, params: dict, *, first: int, budget: int, most:
 
 
 def _choose(document, first: int, scale: float, limits: PixelLimits, budget: int,
-            most: int) -> tuple[list, int]:
-    """[(page index, (width, height))] from `first` on that fit `budget` bytes, and the
-    stream's size; a page that alone exceeds `most` is too large."""
+            most: int, count: int) -> tuple[list, int]:
+    """[(page index, (width, height))] from `first` on that fit `budget` bytes, at most
+    `count`, and the stream's size; a page that alone exceeds `most` is too large."""
     chosen, size = [], pixelstream.STREAM_HEADER.size
-    for index in range(first, len(document)):
+    for index in range(first, min(len(document), first + count)):
         width, height = pixel_size(*document.get_page_size(index), scale, index + 1, limits)
         need = pixelstream.PAGE_HEADER.size + width * height * pixelstream.BYTES_PER_PIXEL
         if chosen and size + need > budget:

@@ -49,6 +49,15 @@ def assert_pixels_only_but_text(data: bytes, original: bytes) -> None:
     assert len(pdf.pages) == len(pikepdf.open(io.BytesIO(original)).pages)
 
 
+def test_ocr_batches_are_a_few_pages_each(call):
+    """Tesseract's time, not the pixels' bytes, bounds a batch with ocr."""
+    from notrace.operations.safe import OCR_BATCH_PAGES
+    pages = OCR_BATCH_PAGES + 1
+    answer = call("safe", [pdfs.make_pdf(pages, text=LINE)], ocr="true", dpi=72)
+    assert answer.report["batches"] == 2 and answer.report["pages"] == pages
+    assert call("safe", [pdfs.make_pdf(pages)], dpi=72).report["batches"] == 1
+
+
 def test_without_ocr_there_is_no_text(call):
     answer = call("safe", [pdfs.make_pdf(1, text=LINE)])
     assert_pixels_only(answer.body, pdfs.make_pdf(1, text=LINE))
