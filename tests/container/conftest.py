@@ -96,13 +96,13 @@ class Image:
     build_s: float
 
 
-@pytest.fixture(scope="session")
-def image(engine) -> Image:
+def _build(*build_args: str):
+    """Build the image (with these --build-arg values), yield it, remove it."""
     tag = f"notrace:test-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
-    result = docker("build", "--network", "host", "--force-rm", "--build-arg",
-                    f"BASE={BASE_IMAGE}", "-t", tag, str(ROOT), check=False,
-                    timeout=BUILD_TIMEOUT_S)
+    args = [item for arg in (f"BASE={BASE_IMAGE}", *build_args) for item in ("--build-arg", arg)]
+    result = docker("build", "--network", "host", "--force-rm", *args, "-t", tag, str(ROOT),
+                    check=False, timeout=BUILD_TIMEOUT_S)
     build_s = time.monotonic() - started
     try:
         if result.returncode != 0:
@@ -115,6 +115,18 @@ def image(engine) -> Image:
         docker("rmi", "-f", tag, check=False)
         docker("image", "prune", "-f", "--filter", "label=org.notrace.stage=builder",
                check=False)
+
+
+@pytest.fixture(scope="session")
+def image(engine) -> Image:
+    """The default image."""
+    yield from _build()
+
+
+@pytest.fixture(scope="session")
+def ocr_image(engine) -> Image:
+    """The OCR image: docker build --build-arg NOTRACE_EXTRAS=ocr."""
+    yield from _build("NOTRACE_EXTRAS=ocr")
 
 
 @dataclasses.dataclass

@@ -38,6 +38,65 @@ def test_image_adds_at_most_75_mb_to_its_base(image):
     assert added_mb <= MAX_ADDED_MB, f"the image adds {added_mb:.1f} MB to {image.base}"
 
 
+#: What the OCR image (NOTRACE_EXTRAS=ocr) may add on top of the default image's bound:
+#: tesserocr's wheel (Tesseract, Leptonica and their image libraries, about 34 MB) and
+#: the English model (4 MB). Measured: see the printed line.
+MAX_OCR_EXTRA_MB = 45
+
+OCR_INSIDE = r"""
+import io, json, sys
+sys.modules["tests"] = None  # nothing of the test suite is in the image
+import pikepdf
+from PIL import Image, ImageDraw, ImageFont
+from notrace.operations import OPERATIONS, ocr_engine
+from notrace.operations.child import run
+image = Image.new("L", (1275, 1650), 255)  # a Letter page at 150 dpi
+ImageDraw.Draw(image).text((150, 400), "Searchable invoice 2026", fill=0,
+                           font=ImageFont.load_default(size=64))
+scan = io.BytesIO()
+image.save(scan, format="PDF", resolution=150)
+answer = run([memoryview(scan.getvalue())], {"operation": "ocr", "max_pages": 10,
+             "params": OPERATIONS["ocr"].validate({"dpi": "150"})})
+text = run([memoryview(bytes(answer[1]))], {"operation": "text", "max_pages": 10,
+           "params": OPERATIONS["text"].validate({})})
+print(json.dumps({"available": ocr_engine.available(), "languages": ocr_engine.languages(),
+                  "report": json.loads(answer[0])["report"],
+                  "text": json.loads(bytes(text[1]))["pages"][0]["text"]}))
+"""
+
+OCR_ABSENT = r"""
+import importlib.util, json
+from notrace.operations import OPERATIONS, ocr_engine
+print(json.dumps({"tesserocr": importlib.util.find_spec("tesserocr") is not None,
+                  "available": ocr_engine.available(), "ocr": "ocr" in OPERATIONS}))
+"""
+
+
+def _python(image, script: str) -> dict:
+    return _json(docker("run", "--rm", "-i", "--network", "none", "--entrypoint", "python3",
+                        image.tag, "-", input=script))
+
+
+def test_the_default_image_has_no_ocr(image):
+    facts = _python(image, OCR_ABSENT)
+    assert facts == {"tesserocr": False, "ocr": False,
+                     "available": [False, "tesserocr is not installed "
+                                          "(pip install 'notrace[ocr]')"]}
+
+
+def test_the_ocr_image_recognises_text_and_its_size(ocr_image, image):
+    added_mb = (ocr_image.size_bytes - ocr_image.base_size_bytes) / 1e6
+    over_default_mb = (ocr_image.size_bytes - image.size_bytes) / 1e6
+    print(f"OCR image {ocr_image.tag}: {ocr_image.size_bytes / 1e6:.1f} MB, added "
+          f"{added_mb:.1f} MB to its base, {over_default_mb:.1f} MB more than the default "
+          f"image, built in {ocr_image.build_s:.0f} s")
+    assert over_default_mb <= MAX_OCR_EXTRA_MB
+    facts = _python(ocr_image, OCR_INSIDE)
+    assert facts["available"][0] is True and facts["languages"] == ["eng"]
+    assert facts["report"]["words"] == 3 and facts["report"]["pages"] == 1
+    assert "Searchable invoice 2026" in facts["text"]
+
+
 def test_image_metadata(image):
     config = json.loads(docker("image", "inspect", image.tag).stdout)[0]["Config"]
     assert config["User"] == f"{UID}:{UID}"
