@@ -9,6 +9,10 @@ with "redaction_incomplete" (422) when
   text in either engine;
 - a rebuilt page has any text at all in either engine (it should be one image);
 - PDFium places a character of the result inside a box of that page (by its loose box);
+- an unrebuilt page's content streams (and those of the forms they draw) hold a term in
+  their bytes or in any string operand (_stream_texts): text no engine reads but the
+  file still holds (a content-stream comment, a marked-content /Alt or /E property,
+  codes whose font shows other glyphs);
 - pypdf cannot read a page's text at all (a damaged content stream PDFium reads): the
   check fails closed, and the detail suggests all_pages=true, which rebuilds that page.
 The detail names the page and the engine, never the term or the text found.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import io
 import re
 
+import pikepdf
 import pypdf
 import pypdfium2.raw as pdfium_c
 
@@ -45,6 +50,81 @@ def _check_text(text: str, page: int, engine: str, patterns: list[re.Pattern],
         raise _leak(page, engine, "a rebuilt page still has text")
     if any(spans(pattern, text) for pattern in patterns):
         raise _leak(page, engine, "a term still matches")
+
+
+#: Form XObjects the byte check follows from one page (hostile files nest and share them).
+MAX_FORMS_PER_PAGE = 1000
+
+
+def _content_streams(page: pikepdf.Page):
+    """The page's content streams and those of the form XObjects it may draw, each once."""
+    contents = page.obj.get("/Contents")
+    stack = list(contents) if isinstance(contents, pikepdf.Array) else [contents]
+    resources = [page.obj.get("/Resources")]
+    seen: set[tuple[int, int]] = set()
+    while stack or resources:
+        while stack:
+            stream = stack.pop()
+            if isinstance(stream, pikepdf.Stream):
+                yield stream
+        held = resources.pop() if resources else None
+        xobjects = held.get("/XObject") if isinstance(held, pikepdf.Dictionary) else None
+        if not isinstance(xobjects, pikepdf.Dictionary):
+            continue
+        for form in xobjects.values():
+            if not isinstance(form, pikepdf.Stream) or form.get("/Subtype") != "/Form":
+                continue
+            if form.is_indirect:
+                if form.objgen in seen or len(seen) >= MAX_FORMS_PER_PAGE:
+                    continue
+                seen.add(form.objgen)
+            stack.append(form)
+            resources.append(form.get("/Resources"))
+
+
+def _stream_texts(stream: pikepdf.Stream) -> list[str]:
+    """What a content stream holds as text, whether or not anything shows it: its bytes
+    (comments), every string operand (inline property lists and arrays too; each TJ
+    array also joined), each read as Latin-1, as PDF text (UTF-16 with its mark) and
+    without NUL bytes (UTF-16 without one). Iterative."""
+    raw = stream.read_bytes()
+    found: list[bytes] = [raw]
+    texts: list[str] = []
+    for operands, _operator in pikepdf.parse_content_stream(stream):
+        stack = list(operands)
+        while stack:
+            item = stack.pop()
+            if isinstance(item, pikepdf.String):
+                found.append(bytes(item))
+                texts.append(str(item))
+            elif isinstance(item, pikepdf.Array):
+                stack.extend(item)
+                found.append(b"".join(bytes(v) for v in item if isinstance(v, pikepdf.String)))
+            elif isinstance(item, pikepdf.Dictionary):
+                stack.extend(item.values())
+    for data in found:
+        texts += [data.decode("latin-1"), data.replace(b"\x00", b"").decode("latin-1")]
+    return texts
+
+
+def _check_bytes(data: bytes, patterns: list[re.Pattern], rebuilt: set[int]) -> None:
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        for index, page in enumerate(pdf.pages):
+            if index in rebuilt:
+                continue
+            for stream in _content_streams(page):
+                try:
+                    texts = _stream_texts(stream)
+                except (MemoryError, *OUR_BUGS):
+                    raise
+                except Exception:  # noqa: BLE001  undecodable: fail closed, as for pypdf
+                    raise Problem("redaction_incomplete", f"page {index + 1}: a content "
+                                  "stream cannot be read, so nothing confirms it is "
+                                  "clean; all_pages=true rebuilds it") from None
+                if any(spans(pattern, text) for pattern in patterns for text in texts):
+                    raise Problem("redaction_incomplete", f"page {index + 1}: a term "
+                                  "still matches in the bytes of its content (text no "
+                                  "reader shows); all_pages=true rebuilds it")
 
 
 def check_result(data: bytes, *, patterns: list[re.Pattern], boxes: list[RedactBox],
@@ -80,3 +160,5 @@ def check_result(data: bytes, *, patterns: list[re.Pattern], boxes: list[RedactB
                           "rebuilds it too") from None
         budget.take(index + 1, len(text))
         _check_text(text, index + 1, "pypdf", patterns, index in rebuilt)
+    if patterns:
+        _check_bytes(data, patterns, rebuilt)

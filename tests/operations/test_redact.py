@@ -105,6 +105,7 @@ def test_a_term_is_in_neither_engine_and_other_pages_keep_their_text(call):
                                     "/Contents"}
         (image,) = page.Resources.XObject.values()
         assert (int(image.Width), int(image.Height)) == (834, 625)  # 400 x 300 pt, 150 dpi
+        assert image.ColorSpace == "/DeviceGray"  # black on white: no colour to keep
         assert [float(v) for v in page.MediaBox] == [0, 0, 400, 300]
     # case_sensitive: only the exact spelling
     exact = call("redact", [THREE], terms=json.dumps([TERM]), case_sensitive="true")
@@ -142,6 +143,9 @@ def test_a_box_leaves_no_character_inside_and_is_painted(call, rotate):
     (x0, x1), (y0, y1) = (sorted(v) for v in zip(*corners))
     inside = {image.getpixel((x, y)) for x in range(x0, x1) for y in range(y0, y1)}
     assert inside == {(0, 255, 0)}
+    with pikepdf.open(io.BytesIO(answer.file)) as pdf:
+        (xobject,) = pdf.pages[0].obj.Resources.XObject.values()
+        assert xobject.ColorSpace == "/DeviceRGB"  # the green paint is kept
     # the text around the box is still drawn: dark pixels outside it
     outside = _device(page, *image.size, 250, 230)
     region = [image.getpixel((outside[0] + dx, outside[1] + dy))
@@ -246,6 +250,27 @@ def test_the_leak_check_fires(call):
     with pytest.raises(Problem, match="page 1: a term still matches in pypdf") as raised:
         check_result(only_pypdf, patterns=found, boxes=[], rebuilt=set(), max_pages=10)
     assert raised.value.code == "redaction_incomplete"
+
+
+def test_a_term_no_engine_reads_but_the_bytes_hold_fails_the_check(call):
+    """A content-stream comment, a marked-content /Alt (UTF-16, in a form XObject the page
+    draws): neither engine reads them, the file holds them: 422 unless rebuilt."""
+    utf16 = b"<" + ("\ufeff" + TERM).encode("utf-16-be").hex().encode() + b">"
+
+    def form(pdf: pikepdf.Pdf) -> None:
+        drawn = pdf.make_stream(b"/P <</Alt " + utf16 + b">> BDC 0 0 1 1 re f EMC",
+                                Type=Name.XObject, Subtype=Name.Form,
+                                BBox=Array([0, 0, 9, 9]))
+        pdf.pages[0].obj.Resources.XObject = Dictionary(Fx=drawn)
+
+    for doc in (_pdf([b"%% %s\n" % TERM.encode() + _lines("plain words")]),
+                _pdf([_lines("plain words") + b" /Fx Do"], extra=form)):
+        answer = call("redact", [doc], terms=json.dumps([TERM]))
+        assert answer.problem == "redaction_incomplete", answer.manifest
+        assert "page 1: a term still matches in the bytes" in answer.manifest["detail"]
+        whole = call("redact", [doc], terms=json.dumps([TERM]), all_pages="true")
+        assert whole.problem is None, whole.manifest
+        assert TERM.encode() not in _everything(whole.file)
 
 
 def test_a_page_pypdf_cannot_read_fails_the_check_unless_rebuilt(call):
