@@ -51,10 +51,11 @@ NOT_KEPT = ("links", "forms", "annotations", "javascript and actions", "attachme
 #: zlib level of the page images: 6 (zlib's default) compresses a page of text at 150 dpi
 #: to about a tenth of level 1's size for twice the time, still well under the drawing's.
 FLATE_LEVEL = 6
-#: Pages of one batch when ocr is on: Tesseract takes up to about 3 CPU seconds for a
-#: dense A4 page at 150 dpi (measured, bench/safe_bench.py --ocr), and phase 2's child
-#: has the default 20 CPU seconds and 30 s; without OCR only the bytes bound a batch.
-OCR_BATCH_PAGES = 4
+#: Pages of one batch when ocr is on: Tesseract takes about 3.5 CPU seconds for a dense
+#: A4 page at 150 dpi (measured, bench/safe_bench.py --ocr; twice that in wall time on a
+#: loaded machine), and phase 2's child has the default 20 CPU seconds and 30 s; without
+#: OCR only the bytes bound a batch.
+OCR_BATCH_PAGES = 2
 RESULT_NAME = "safe.pdf"
 _POINTS_PER_INCH = 72.0
 _MIB = 1 << 20
