@@ -58,8 +58,9 @@ def test_a_header_and_a_text_part_for_the_same_secret_is_given_twice(server):
 
 def test_secret_headers_follow_the_declarations():
     secrets = {p.name for op in OPERATIONS.values() for p in op.params if p.secret}
-    assert secrets == {"password", "owner_password", "current_password"}
+    assert secrets == {"password", "owner_password", "current_password", "terms"}
     assert secret_header("owner_password") == "X-Notrace-Owner-Password"
+    assert secret_header("terms") == "X-Notrace-Terms"   # redact's: what it must hide
 
 
 def test_wipe_zeroes_in_place():
