@@ -27,10 +27,12 @@ only change pixels.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import fcntl
 import os
+import weakref
 from typing import Callable, Generator
 
 from notrace.jobs import pixel_limits
@@ -90,12 +92,12 @@ def _answered(result: Result) -> bool:
     return result.status == "ok" and len(result.outputs) == 2
 
 
-def jobs(document: MemFile, validated: dict, settings: Settings, *, limits: PixelLimits |
-         None = None) -> Generator[Job, Result, Result]:
+def jobs(document: MemFile, validated: dict,
+         settings: Settings) -> Generator[Job, Result, Result]:
     """The jobs of one safe conversion: yields each Job, is sent its Result, and returns
     the final Result (a PDF answer for jobs.interpret, or why not). Every Result it was
     sent is closed or returned."""
-    limits = limits or pixel_limits(settings)
+    limits = pixel_limits(settings)
     budget, most = batch_bytes(settings.child_output_mb, settings.child_memory_mb)
     base = {"params": validated, "max_pages": settings.max_pages}
     costs, pdfs = _Costs(), []
@@ -181,12 +183,29 @@ def _close(files: list[MemFile]) -> None:
 
 async def run(sandbox, files: list[MemFile], validated: dict, settings: Settings) -> Result:
     """The final Result of safe on files[0], its jobs run by `sandbox` (the server loop).
+
+    At most sandbox.workers conversions run at once, the others wait here holding only
+    their upload (counted by admission control): a conversion holds a batch's pixels
+    (up to half the output limit) between its phases, and a phase 2 may wait in the
+    sandbox's queue, so without this bound a burst of requests would hold a batch each.
     A request cancelled meanwhile closes the flow: its memfds go at once."""
-    with contextlib.closing(jobs(files[0], validated, settings)) as flow:
-        step = _advance(flow, None)
-        while not isinstance(step, Result):
-            step = _advance(flow, await sandbox.run(*step))
-        return step
+    async with _conversions(sandbox):
+        with contextlib.closing(jobs(files[0], validated, settings)) as flow:
+            step = _advance(flow, None)
+            while not isinstance(step, Result):
+                step = _advance(flow, await sandbox.run(*step))
+            return step
+
+
+#: sandbox -> the semaphore of its conversions (run()); made in the loop that uses it.
+_CONVERSIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _conversions(sandbox) -> asyncio.Semaphore:
+    slots = _CONVERSIONS.get(sandbox)
+    if slots is None:
+        slots = _CONVERSIONS[sandbox] = asyncio.Semaphore(sandbox.workers)
+    return slots
 
 
 def run_sync(sandbox, files: list[MemFile], validated: dict, settings: Settings) -> Result:

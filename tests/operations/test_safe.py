@@ -237,3 +237,40 @@ def test_the_merge_keeps_only_what_phase_two_makes_of_a_page():
     text = _all_objects_text(merged)
     for name in ("open_action", "javascript", "page_aa", "link", "embedded_file"):
         assert pdfs.MARKERS[name].encode() not in text, name
+
+
+@pytest.mark.timeout(120)
+async def test_conversions_holding_pixels_are_bounded_by_the_workers():
+    """Four requests at once on a sandbox of two workers, conversions bounded to one (its
+    `workers`): never more than one conversion holds a batch's pixels between phases."""
+    import asyncio
+
+    class Watched:
+        """The real sandbox, counting conversions between their phases."""
+
+        workers = 1
+
+        def __init__(self, sandbox):
+            self.sandbox, self.holding, self.most = sandbox, 0, 0
+
+        async def run(self, inputs, params, limits):
+            result = await self.sandbox.run(inputs, params, limits)
+            if params["operation"] == "safe-pixels" and result.ok:
+                self.holding += 1
+                self.most = max(self.most, self.holding)
+            elif params["operation"] == "safe-build":
+                self.holding -= 1
+            return result
+
+    settings = _settings(child_output_mb=4)
+    params = SAFE.validate({"dpi": "72"})
+    async with Sandbox(ENTRY, workers=2, warmup=WARMUP) as sandbox:
+        watched = Watched(sandbox)
+
+        async def one():
+            with MemFile.from_bytes(pdfs.make_pdf(2)) as document:
+                return _answer(await safe.run(watched, [document], params, settings))
+
+        answers = await asyncio.gather(*(one() for _ in range(4)))
+    assert [report["batches"] for report, _body in answers] == [2] * 4
+    assert watched.most == 1 and watched.holding == 0
