@@ -68,6 +68,8 @@ def redact(inputs: list[memoryview], params: dict, *, max_pages: int,
             if number > len(document):
                 raise Problem("page_out_of_range", f"boxes: page {number} does not exist "
                               f"(the document has {len(document)} pages)")
+        if params["all_pages"]:  # known before any page is read
+            pixel_limits.check_pages(len(document))
         found = _search(document, patterns, boxes, params["all_pages"])
         pixel_limits.check_pages(len(found))
         for index in found:

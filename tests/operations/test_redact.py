@@ -379,3 +379,11 @@ def test_the_pixel_limits_of_the_job_bound_the_rebuilt_pages():
     assert problem(1_000_000, 2) is None          # pages 1 and 3 match "page"
     assert problem(1_000_000, 1) == "too_many_pages"
     assert problem(834 * 625 - 1, 2) == "too_large"   # 400 x 300 pt at 150 dpi
+    # a 100,000-point page with a box: refused before anything is drawn, at once
+    huge = _pdf([b""], size=(100_000, 100_000))
+    started = time.monotonic()
+    answer = run([memoryview(huge)], {"operation": "redact", "max_pages": 10, "params":
+                                      OPERATIONS["redact"].validate({"boxes": json.dumps(
+                                          [{**BOX, "x1": 90_000, "y1": 90_000}])})})
+    assert json.loads(answer[0])["problem"] == "too_large"
+    assert time.monotonic() - started < 2
