@@ -36,6 +36,7 @@ def render(inputs: list[memoryview], params: dict, *, max_pages: int,
     scale = params["dpi"] / _POINTS_PER_INCH
     with pdfium.open_document(inputs[0], password=params.get("password"),
                               max_pages=max_pages) as document:
+        document.init_forms()   # before any page is loaded: fields drawn (paint)
         chosen = sorted(parse_pages(params["pages"]).resolve_set(len(document)))
         pixel_limits.check_pages(len(chosen))
         _check_sizes(document, chosen, lambda _w, _h: scale, pixel_limits)
@@ -58,6 +59,7 @@ def thumbnail(inputs: list[memoryview], params: dict, *, max_pages: int,
 
     with pdfium.open_document(inputs[0], password=params.get("password"),
                               max_pages=max_pages) as document:
+        document.init_forms()
         index = parse_pages(str(params["page"])).resolve(len(document))[0]
         _check_sizes(document, [index], scale, pixel_limits)
         data, suffix, media_type = _draw(document, index, scale, params, pixel_limits)

@@ -109,6 +109,15 @@ def test_thumbnail_width_and_aspect(call):
     assert call("thumbnail", [pdfs.make_pdf(3)], page=4).problem == "page_out_of_range"
 
 
+def test_form_fields_are_drawn(call):
+    """PDFium leaves a form's widgets out unless the form is initialised: they are drawn,
+    as they look (the field's value, at 100..200 x 600..620 points)."""
+    for operation, raw in (("render", {"dpi": "72"}), ("thumbnail", {"width": "612"})):
+        answer = call(operation, [pdfs.make_form_pdf()], **raw)
+        image = _image(answer.file if operation == "thumbnail" else answer.files[0])
+        assert image.convert("L").crop((100, 172, 200, 192)).getextrema()[0] < 128
+
+
 def test_pixels_are_counted_before_drawing(call):
     started = time.monotonic()
     answer = call("render", [HUGE], dpi=600)
