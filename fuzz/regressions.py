@@ -125,6 +125,10 @@ def save_failure(directory: str | Path, prop: str, args: tuple, failure: BaseExc
         elif isinstance(value, list) and all(isinstance(v, (bytes, bytearray)) for v in value):
             encoded.append({"files": list(range(len(inputs), len(inputs) + len(value)))})
             inputs.extend(bytes(v) for v in value)
+        elif isinstance(value, Call):  # a law of one call (a_pipeline_of_one_step_is_that_step)
+            encoded.append({"call": value.operation, "params": dict(value.params),
+                            "call_files": list(range(len(inputs), len(inputs) + len(value.inputs)))})
+            inputs.extend(value.inputs)
         else:
             encoded.append(value)
     identity = _identity(prop, encoded, inputs)
@@ -156,6 +160,9 @@ def load_all(directory: str | Path = DIRECTORY) -> list[Regression]:
                     raise ValueError(f"unknown law {record['law']!r}")
                 args = tuple(inputs[a["file"]] if isinstance(a, dict) and "file" in a
                              else [inputs[i] for i in a["files"]] if isinstance(a, dict) and "files" in a
+                             else Call(a["call"], tuple(inputs[i] for i in a["call_files"]),
+                                       tuple(sorted(a["params"].items())))
+                             if isinstance(a, dict) and "call" in a
                              else a for a in record["args"])
                 found.append(Regression(**common, law=record["law"], args=args))
             else:

@@ -70,7 +70,7 @@ class _CrashingRotate:
         from fuzz.properties import Throughput
         self.throughput = Throughput()
 
-    def call_many(self, calls):
+    def call_many(self, calls, limits=None):
         from fuzz.properties import Outcome
         return [Outcome(500 if c.operation == "rotate" else 200, "error", 0.0, 5.0) for c in calls]
 
@@ -89,10 +89,23 @@ def test_a_failing_property_leaves_its_shrunk_call_as_a_regression(tmp_path, mon
     cheap = st.builds(Call, st.sampled_from(["info", "rotate"]), st.tuples(st.binary(min_size=1, max_size=64)),
                       st.just((("angle", "90"),)))
     monkeypatch.setattr(fuzz.properties, "operation_calls", lambda: cheap)
-    run = dataclasses.replace(profile("ci"), examples=40, regressions=str(tmp_path))
+    run = dataclasses.replace(profile("ci"), examples=40, regressions=str(tmp_path), lanes=1)
     with pytest.raises(AssertionError):
         hypothesis_tests(_CrashingRotate(), run)["contract"]()
     kept = load_all(tmp_path)
     assert [r.call.operation for r in kept] == ["rotate"], kept
     assert "rotate: 500" in kept[0].failure
     assert kept[0].call.inputs == (b"\x00",)  # shrunk: one batch of one call, minimal bytes
+
+
+def test_a_law_of_one_call_is_kept_and_read_back(tmp_path):
+    """a_pipeline_of_one_step_is_that_step takes a Call: its regression file keeps the
+    call's operation, parameters and inputs (writing one used to raise TypeError)."""
+    from fuzz.properties import Call
+    from fuzz.regressions import save_failure
+
+    call = Call("fill-form", (b"%PDF-1.4 one", b"%PDF-1.4 two"), (("values", ""),))
+    save_failure(tmp_path, "a_pipeline_of_one_step_is_that_step", (call,), AssertionError("differs"),
+                 found_by="test")
+    [kept] = load_all(tmp_path)
+    assert (kept.law, kept.args) == ("a_pipeline_of_one_step_is_that_step", (call,))
