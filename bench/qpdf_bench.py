@@ -10,18 +10,22 @@ inputs of decrypt are made once by `qpdf --encrypt` (AES-256) and sent to both.
 
 notrace: one keep-alive HTTP connection, the multipart body built beforehand, timed from
 sending the request to the last byte of the answer (the server, the fork server, a fresh
-confined child, and the reopening check of every PDF answered). qpdf: one `qpdf` process
+confined child, and the reopening check of every PDF answered); the server's access log
+gives the job's own part (job_wall_s: the child's work, from the sandbox's start of the job
+to its result), the rest is HTTP, the upload into memfds and the answer's streaming. qpdf:
+one `qpdf` process
 per run (spawn to exit), input and output files in /dev/shm, with the options notrace
 uses (`--deterministic-id`: notrace's /ID is derived from the content too). The two are
 interleaved run by run so that load on the machine hits both alike; the table gives the
 median (p50) of the runs. Needs Debian's qpdf: `apt-get install -y qpdf`.
 
-    .venv/bin/python -m bench.qpdf_bench [--runs 15] [--quick]
+    .venv/bin/python -m bench.qpdf_bench [--runs 15] [--quick] [--out bench/results/qpdf.md]
 """
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import platform
 import shutil
@@ -39,6 +43,7 @@ from bench.text_bench import book_pdf
 from tests.service.server import Server, multipart
 
 PASSWORD = "bench"
+RESULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "qpdf.md")
 DET = "--deterministic-id"
 
 
@@ -125,7 +130,15 @@ def run_qpdf(args: list[str]) -> float:
     return elapsed
 
 
-def measure(client: Client, rows: list[tuple], runs: int) -> list[dict]:
+def job_walls(server: Server, since: int) -> list[float]:
+    """job_wall_s of the access lines the server logged since line `since` (the child's
+    part of each answer: from the job's start in the sandbox to its result)."""
+    time.sleep(0.2)  # the lines are read from the server's stderr by a thread
+    records = [json.loads(line) for line in server.lines[since:] if line.startswith("{")]
+    return [r["job_wall_s"] for r in records if "job_wall_s" in r]
+
+
+def measure(server: Server, client: Client, rows: list[tuple], runs: int) -> list[dict]:
     results = []
     for operation, label, files, params, qpdf_args in rows:
         endpoint = operation.split(" ")[0]
@@ -137,12 +150,15 @@ def measure(client: Client, rows: list[tuple], runs: int) -> list[dict]:
         client.post(endpoint, body, content_type)  # warm: the first of a kind
         run_qpdf(qpdf_args)
         ours, theirs, size = [], [], 0
+        since = len(server.lines)
         for _ in range(runs):
             elapsed, size = client.post(endpoint, body, content_type)
             ours.append(elapsed)
             theirs.append(run_qpdf(qpdf_args))
+        walls = job_walls(server, since)
         results.append({"operation": operation, "document": label,
                         "notrace": statistics.median(ours) * 1000,
+                        "child": statistics.median(walls) * 1000 if walls else float("nan"),
                         "qpdf": statistics.median(theirs) * 1000,
                         "answer_kb": size / 1000, "qpdf_args": qpdf_args})
     return results
@@ -159,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="3 runs each")
+    parser.add_argument("--out", default=RESULT, help="where the table goes too ('' for nowhere)")
     args = parser.parse_args()
     if not shutil.which("qpdf"):
         sys.exit("Debian's qpdf is needed: apt-get install -y qpdf")
@@ -169,22 +186,31 @@ def main() -> None:
     try:
         docs, pages = make_documents(work)
         server = Server({"NOTRACE_LOG_LEVEL": "info"}).start()
-        results = measure(Client(server.port), workloads(docs, work, pages), runs)
+        results = measure(server, Client(server.port), workloads(docs, work, pages), runs)
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
-          f"Python {platform.python_version()}, pikepdf {pikepdf.__version__} (qpdf "
-          f"{pikepdf.__libqpdf_version__}), CLI {qpdf_version()}; {runs} runs each; load "
-          f"average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
-    print("| operation | document | notrace HTTP p50 ms | qpdf CLI p50 ms | ratio | qpdf command |")
-    print("|---|---|---|---|---|---|")
+    lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux "
+             f"{platform.release()}, Python {platform.python_version()}, pikepdf "
+             f"{pikepdf.__version__} (qpdf {pikepdf.__libqpdf_version__}), CLI {qpdf_version()}; "
+             f"{time.strftime('%Y-%m-%d', time.gmtime())}; {runs} runs each; load average "
+             f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after; command: "
+             f"`.venv/bin/python -m bench.qpdf_bench{' --quick' if args.quick else ''}`", "",
+             "| operation | document | notrace HTTP p50 ms | of which the job in its child | "
+             "qpdf CLI p50 ms | ratio | qpdf command |", "|---|---|---|---|---|---|---|"]
     for r in results:
         command = " ".join(_shown(a, work) for a in r["qpdf_args"])
-        print(f"| {r['operation']} | {r['document']} | {r['notrace']:.1f} | {r['qpdf']:.1f} | "
-              f"{r['notrace'] / r['qpdf']:.2f}x | `qpdf {command}` |")
-
+        lines.append(f"| {r['operation']} | {r['document']} | {r['notrace']:.1f} | "
+                     f"{r['child']:.1f} | {r['qpdf']:.1f} | {r['notrace'] / r['qpdf']:.2f}x | "
+                     f"`qpdf {command}` |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(text)
+        print(f"wrote {args.out}")
 
 if __name__ == "__main__":
     main()
