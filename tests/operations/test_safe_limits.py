@@ -11,7 +11,8 @@ from notrace import settings as settings_module
 from notrace.jobs import job_params
 from notrace.operations import OPERATIONS
 from notrace.operations.child import run
-from notrace.operations.raster import DEFAULT_PAGE_PIXELS, DEFAULT_PIXEL_PAGES
+from notrace.operations.raster import (DEFAULT_PAGE_PIXELS, DEFAULT_PIXEL_PAGES,
+                                       PIXEL_OPERATIONS)
 from tests import pdfs
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,14 +34,22 @@ def test_settings_have_documented_defaults_and_reach_the_job():
                                   "NOTRACE_MAX_PIXEL_PAGES": "3"})
     params = job_params(OPERATIONS["render"], OPERATIONS["render"].validate({}), tight)
     assert params["pixel_limits"] == {"page_pixels": 1000, "pages": 3}
+    assert set(AT_72_DPI) == PIXEL_OPERATIONS   # every operation that draws is tested
     # operations that draw nothing carry no pixel limits
     assert "pixel_limits" not in job_params(OPERATIONS["merge"], {}, tight)
 
 
-@pytest.mark.parametrize("operation", ["render", "thumbnail", "safe"])
+#: Raw params drawing a Letter page at 612 x 792 pixels, by operation.
+AT_72_DPI = {"render": {"dpi": "72"}, "thumbnail": {"width": "612"}, "safe": {"dpi": "72"},
+             "ocr": {"dpi": "72"},
+             "redact": {"dpi": "72", "boxes": '[{"page": 1, "x0": 1, "y0": 1, "x1": 9, '
+                                              '"y1": 9}]'}}
+
+
+@pytest.mark.parametrize("operation", sorted(AT_72_DPI))
 def test_a_page_over_the_pixel_setting_is_too_large(operation):
     doc = pdfs.make_pdf(1)   # Letter at 72 dpi: 612 x 792 = 484,704 pixels
-    raw = {"dpi": "72"} if operation != "thumbnail" else {"width": "612"}
+    raw = AT_72_DPI[operation]
     assert "problem" not in _run(operation, doc, raw, max_page_pixels="484704")
     answer = _run(operation, doc, raw, max_page_pixels="484703")
     assert answer["problem"] == "too_large", answer
