@@ -17,6 +17,8 @@ a future PDF feature) goes too.
   /StructParents... go; and resources its content does not use (a form XObject with text
   no page draws, which neither engine's text shows) are removed.
 - Page-tree nodes keep PAGE_TREE_KEEPS (their inherited attributes).
+- /Metadata (XMP) and /PieceInfo go from every object that has them: images, forms and
+  fonts carry their own.
 - Optional content (layers) is kept, since dropping it would show hidden layers; each
   layer's /Name becomes "Layer N", configurations lose their names, creators and /Order
   (which may hold text labels).
@@ -39,6 +41,7 @@ PAGE_TREE_KEEPS = frozenset({"/Type", "/Parent", "/Kids", "/Count", "/Resources"
                              "/MediaBox", "/CropBox", "/Rotate"})
 _LAYER_KEEPS = frozenset({"/Type", "/Name", "/Intent"})
 _CONFIG_DROPS = ("/Name", "/Creator", "/Order")
+_ANYWHERE_DROPS = ("/Metadata", "/PieceInfo")
 
 
 def _keep_only(holder, keys: frozenset, removed: set[str]) -> None:
@@ -69,6 +72,12 @@ def strip_document(pdf: pikepdf.Pdf) -> dict:
             _keep_only(node, PAGE_TREE_KEEPS, removed)
             node = node.get("/Parent")
     _anonymise_layers(pdf.Root.get("/OCProperties"))
+    for obj in pdf.objects:  # XMP and private data of images, forms, fonts: anywhere
+        if isinstance(obj, (pikepdf.Dictionary, pikepdf.Stream)):
+            for key in _ANYWHERE_DROPS:
+                if key in obj:
+                    del obj[key]
+                    removed.add(key.lstrip("/"))
     removed.discard("Annots")
     return {"removed": sorted(removed), "annotations": annotations}
 

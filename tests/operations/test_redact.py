@@ -182,6 +182,12 @@ def _with_everything(pdf: pikepdf.Pdf) -> None:
     pdf.Root.OCProperties = Dictionary(OCGs=Array([layer]), D=Dictionary(
         Name=String(f"Config{TERM}"), Order=Array([String(f"Order{TERM}"), layer])))
     pdf.docinfo["/Title"] = String(f"Title{TERM}")
+    photo = pdf.make_stream(b"\x80", Type=Name.XObject, Subtype=Name.Image, Width=1,
+                            Height=1, ColorSpace=Name.DeviceGray, BitsPerComponent=8,
+                            Metadata=pdf.make_stream(b"<x:xmpmeta>Xmp%s</x:xmpmeta>"
+                                                     % TERM.encode()))
+    first.Resources.XObject.Photo = photo
+    first.Contents = pdf.make_stream(first.Contents.read_bytes() + b" q 9 0 0 9 0 0 cm /Photo Do Q")
 
 
 def test_metadata_annotations_attachments_and_other_text_carriers_go(call):
