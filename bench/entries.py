@@ -38,3 +38,14 @@ def warm_up():
     """Fork-server warm-up: run one merge so children start with warm caches."""
     sample = make_pdf(2)
     merge([memoryview(sample), memoryview(sample)], {})
+
+
+def trivial_canary():
+    """The canary job of a trivial Sandbox (see Sandbox's canary): dummy data."""
+    return [], {}
+
+
+def merge_canary():
+    """The canary job of a merge Sandbox: two 2-page PDFs, built here, never a user's."""
+    sample = make_pdf(2)
+    return [sample, sample], {}

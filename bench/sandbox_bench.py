@@ -72,6 +72,7 @@ async def measure(call, callers: int, seconds: float, max_jobs: int, gap_s: floa
 
 
 def new_sandbox(name: str, **options) -> Sandbox:
+    options.setdefault("canary", f"bench.entries:{name}_canary")
     accepted = inspect.signature(Sandbox).parameters     # a baseline may lack some options
     return Sandbox(f"bench.entries:{name}", limits=LIMITS, workers=2, queue=4,
                    warmup="bench.entries:warm_up",

@@ -3,6 +3,13 @@
 Runs in a child freshly forked by the fork server. Everything here happens after the
 fork and before exit; nothing returns to the caller (every path ends in os._exit).
 The child is confined completely before it receives a single byte of its job.
+
+The canary (Sandbox(canary=...)): once confined, and before it says it is ready, the
+child runs one job of built-in dummy data through the very path a job takes (decode a
+header, map inputs, read params, the entry, write outputs), so that the pages a job
+touches are already its own (copy-on-write faults taken) when the real job comes. It runs
+confined, so it can leave nothing behind that the policy would not allow the job itself;
+its outputs are zeroed and its descriptors closed before the child announces itself.
 """
 from __future__ import annotations
 
@@ -37,10 +44,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MEMORY_WORDS = ("bad_alloc", "Cannot allocate memory", "out of memory")
 
 
-def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
+def main(chan: socket.socket, stderr_fd: int, output_fd: int, entry: Callable, policy: Policy,
          limits: Limits, available: dict[str, bool], library_fds: tuple[int, ...] = (),
-         baseline_vm_bytes: int | None = None) -> NoReturn:
-    """Confine this process, announce readiness, run exactly one job, exit."""
+         baseline_vm_bytes: int | None = None, canary_fds: tuple[int, ...] = ()) -> NoReturn:
+    """Confine this process, run the canary, announce readiness, run exactly one job, exit.
+
+    output_fd: this child's own output memfd (made with it by the spawner).
+    canary_fds: the canary's sealed input memfds then its params memfd, or ().
+    """
     try:
         os.setpgid(0, 0)                      # its own process group, killed as one
         os.dup2(stderr_fd, 1)                 # prints go to the diagnostics pipe,
@@ -48,7 +59,7 @@ def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
         # library_fds: random-device fds a library cached in the fork server (see
         # forkserver.library_fds); closing them would leave the library reading from
         # whatever fd number comes next, e.g. a job input.
-        keep = sorted({1, 2, chan.fileno(), *library_fds})
+        keep = sorted({1, 2, chan.fileno(), output_fd, *library_fds, *canary_fds})
         _close_fds_except(keep)
         os.environ.clear()                    # the fork server's env is already empty
         faulthandler.enable(file=2, all_threads=False)  # a crash leaves a trace for classification
@@ -58,6 +69,8 @@ def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
         ctx = ChildContext(policy=policy, limits=limits, baseline_vm_bytes=baseline_vm_bytes,
                            keep_fds=tuple(keep), was_root=os.geteuid() == 0)
         confine(ctx, available)
+        if canary_fds:
+            _run_canary(entry, canary_fds, output_fd, limits, ctx.baseline_vm_bytes)
         protocol.send(chan, {"type": "ready", "layers": ctx.applied})
     except BaseException:
         os._exit(EXIT_SETUP_FAILED)
@@ -67,11 +80,9 @@ def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
         os._exit(EXIT_CHANNEL_LOST)
     # Stamps only when the fork server asked (sandbox.timings): diagnostics, never data.
     stamps = {"child_woke": time.monotonic()} if job.get("timings") is True else None
-    report = _run_job(entry, job, fds, limits, ctx.baseline_vm_bytes, stamps)
-    usage = resource.getrusage(resource.RUSAGE_SELF)   # all threads; the parent answers
+    report = _run_job(entry, job, fds, output_fd, limits, ctx.baseline_vm_bytes, stamps)
     report["type"] = "report"
-    report["usage"] = {"cpu_s": usage.ru_utime + usage.ru_stime,   # before our exit
-                       "max_rss_mb": usage.ru_maxrss / 1024}
+    report["usage"] = _usage()
     if stamps is not None:
         stamps["child_reported"] = time.monotonic()
         report["timings"] = stamps
@@ -82,19 +93,40 @@ def main(chan: socket.socket, stderr_fd: int, entry: Callable, policy: Policy,
     os._exit(EXIT_REPORTED)
 
 
-def _run_job(entry: Callable, job: dict, fds: list[int], limits: Limits,
+def _run_canary(entry: Callable, fds: tuple[int, ...], output_fd: int, limits: Limits,
+                baseline_vm_bytes: int) -> None:
+    """The canary job (module doc), through the job's own path; raises if it fails
+    (the child then exits without announcing itself)."""
+    header = protocol.decode(protocol.encode(
+        {"type": "job", "inputs": len(fds) - 1, "limits": limits.to_dict(), "timings": True}))
+    report = _run_job(entry, header, list(fds), output_fd, limits, baseline_vm_bytes,
+                      {"child_woke": time.monotonic()})
+    protocol.encode(dict(report, type="report", usage=_usage()))
+    if report["status"] != "ok":
+        raise RuntimeError(f"the canary job ended {report['status']}")
+    _write_at(output_fd, 0, memoryview(bytes(report["used"])))   # nothing of it stays
+
+
+def _usage() -> dict:
+    usage = resource.getrusage(resource.RUSAGE_SELF)   # all threads; the parent answers
+    return {"cpu_s": usage.ru_utime + usage.ru_stime,   # before our exit
+            "max_rss_mb": usage.ru_maxrss / 1024}
+
+
+def _run_job(entry: Callable, job: dict, fds: list[int], output_fd: int, limits: Limits,
              baseline_vm_bytes: int, stamps: dict | None = None) -> dict:
     """Run the entry on the job's inputs and write its outputs; return the report.
 
-    fds: the inputs, the sealed params memfd (JSON, decoded only here), the output memfd.
+    fds: the inputs, then the sealed params memfd (JSON, decoded only here); all closed
+    here. output_fd: the child's output memfd.
     stamps: None, or sandbox.timings' dict this adds the entry's and outputs' times to.
     """
     try:
-        if len(fds) != job.get("inputs", -1) + 2:
+        if len(fds) != job.get("inputs", -1) + 1:
             return {"status": "error", "error": "ProtocolError: wrong number of descriptors"}
         job_limits = limits.tightened(Limits.from_dict(job["limits"]))
         tighten_for_job(job_limits, baseline_vm_bytes)
-        *input_fds, params_fd, output_fd = fds
+        *input_fds, params_fd = fds
         views = []
         for fd in input_fds:
             views.append(_map_input(fd))
@@ -127,8 +159,20 @@ def _map_input(fd: int) -> memoryview:
 
 
 def _read_params(fd: int) -> dict:
-    with open(fd, "rb", closefd=True) as f:
-        params = json.loads(f.read())
+    """The params memfd's JSON, read from offset 0 whatever the file's own offset (the
+    canary's memfd is one open file shared by every child), then closed."""
+    try:
+        size = os.fstat(fd).st_size
+        chunks, offset = [], 0
+        while offset < size:
+            chunk = os.pread(fd, size - offset, offset)
+            if not chunk:
+                raise ValueError("the params memfd shrank")
+            chunks.append(chunk)
+            offset += len(chunk)
+    finally:
+        os.close(fd)
+    params = json.loads(b"".join(chunks))
     if not isinstance(params, dict):
         raise TypeError("params are not a JSON object")
     return params

@@ -25,9 +25,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import fcntl
 import gc
 import importlib
+import json
 import os
 import resource
 import selectors
@@ -71,7 +71,6 @@ class Job:
     id: int
     limits: Limits
     input_fds: list[int]           # the inputs, then the sealed params memfd (never read here)
-    output: MemFile
     stamps: dict | None = None     # sandbox.timings' stamps, when the caller asked for them
 
 
@@ -81,6 +80,7 @@ class Child:
     pidfd: int
     chan: socket.socket
     stderr_fd: int
+    output: MemFile                # made with the child (sandbox.spawner), for its one job
     state: str = WARMING
     started: float = dataclasses.field(default_factory=time.monotonic)
     job: Job | None = None
@@ -94,8 +94,9 @@ class Child:
 class ForkServer:
     def __init__(self, control: socket.socket, entry: Callable, limits: Limits,
                  policy: Policy, workers: int, library_fds: tuple[int, ...] = (),
-                 timings: bool = False) -> None:
+                 timings: bool = False, canary_fds: tuple[int, ...] = ()) -> None:
         self.control = control
+        self.canary_fds = canary_fds                  # the canary's sealed inputs and params
         self.timings = timings                        # stamp every job's hops (diagnostics)
         self.library_fds = library_fds
         self.entry = entry
@@ -117,7 +118,7 @@ class ForkServer:
         # A child's address space at its start is the spawner's, a copy of ours: measured
         # once here, it is the base its RLIMIT_AS adds the job's memory_mb to.
         self.baseline_vm_bytes = current_vm_bytes()
-        self.spawner_pid, self.spawner = spawner.start(self.become_child)
+        self.spawner_pid, self.spawner = spawner.start(self.become_child, output_bytes(limits))
 
     # --- the loop ------------------------------------------------------------------
     def run(self) -> None:
@@ -197,7 +198,6 @@ class ForkServer:
         """Queue a job: its fds are the inputs, then the params memfd (never read here).
         received: when it was read, if the job's hops are stamped (sandbox.timings)."""
         job_id = message.get("id")
-        output = None
         if fds is None:                           # we are out of descriptors: not its fault
             if type(job_id) is int:
                 self.send_result(job_id, "busy", "the fork server ran out of descriptors")
@@ -208,16 +208,8 @@ class ForkServer:
             limits = self.limits.tightened(Limits.from_dict(message["limits"]))
             if not 1 <= len(fds) <= MAX_JOB_FDS + 1:
                 raise ValueError("wrong number of descriptors")
-            output = MemFile("sandbox-output")
-            # Pre-sized and sealed against growth: the size IS the output cap (plus room
-            # for the largest length table). Sparse: pages cost memory only once written.
-            output.truncate((limits.output_mb << 20) + trailer.size(trailer.MAX_OUTPUTS))
-            fcntl.fcntl(output.fileno(), fcntl.F_ADD_SEALS,
-                        fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
         except Exception as exc:
             protocol.close_all(fds)
-            if output is not None:
-                output.close()
             if type(job_id) is int and getattr(exc, "errno", None) in protocol.EXHAUSTED:
                 self.send_result(job_id, "busy", "the fork server is out of descriptors "
                                  "or memory")
@@ -226,7 +218,7 @@ class ForkServer:
                                  f"fork server refused the job: {type(exc).__name__}")
             return
         stamps = None if received is None else {"forkserver_received": received}
-        self.pending.append(Job(job_id, limits, fds, output, stamps))
+        self.pending.append(Job(job_id, limits, fds, stamps))
 
     def dispatch(self) -> None:
         idle = [c for c in self.children.values() if c.state == IDLE]
@@ -238,7 +230,7 @@ class ForkServer:
                 header["timings"] = True
                 job.stamps["forkserver_dispatched"] = time.monotonic()   # sending now
             try:
-                protocol.send(child.chan, header, job.input_fds + [job.output.fileno()])
+                protocol.send(child.chan, header, job.input_fds)   # its output: its own
             except OSError:
                 self.pending.appendleft(job)      # that child is dying; another takes it
                 self.kill(child, "protocol")
@@ -246,7 +238,6 @@ class ForkServer:
             except Exception:                     # this job's own fault: it alone ends
                 self.kill(child, "protocol")
                 protocol.close_all(job.input_fds)
-                job.output.close()
                 self.send_result(job.id, "crashed", KILL_REASONS["internal"])
                 continue
             protocol.close_all(job.input_fds)     # the child holds its own copies now
@@ -272,15 +263,16 @@ class ForkServer:
                 return
             self.requested += 1
 
-    def become_child(self, chan: socket.socket, stderr_fd: int):
+    def become_child(self, chan: socket.socket, stderr_fd: int, output_fd: int):
         """In a child just forked by the spawner: its whole life (never returns)."""
-        child_main.main(chan, stderr_fd, self.entry, self.policy, self.limits,
-                        self.available, self.library_fds, self.baseline_vm_bytes)
+        child_main.main(chan, stderr_fd, output_fd, self.entry, self.policy, self.limits,
+                        self.available, self.library_fds, self.baseline_vm_bytes,
+                        self.canary_fds)
 
     def on_spawner(self) -> None:
         """The spawner's news: a child was forked (with its fds), or one has exited."""
         try:
-            for message, fds in protocol.drain(self.spawner, max_fds=3):
+            for message, fds in protocol.drain(self.spawner, max_fds=4):
                 child = self.children.get(message.get("pid"))
                 with self.guard(child):
                     self.on_spawner_message(message, fds, child)
@@ -296,7 +288,7 @@ class ForkServer:
             if message.get("type") == "spawned":
                 self.requested = max(0, self.requested - 1)
             return
-        if message.get("type") == "spawned" and len(fds) == 3:
+        if message.get("type") == "spawned" and len(fds) == 4:
             self.requested = max(0, self.requested - 1)
             self.adopt(message["pid"], *fds)
         elif message.get("type") == "exited":
@@ -309,11 +301,11 @@ class ForkServer:
         else:
             protocol.close_all(fds)
 
-    def adopt(self, pid: int, chan_fd: int, stderr_fd: int, pidfd: int) -> None:
+    def adopt(self, pid: int, chan_fd: int, stderr_fd: int, pidfd: int, output_fd: int) -> None:
         chan = socket.socket(fileno=chan_fd)
         chan.setblocking(False)
         os.set_blocking(stderr_fd, False)
-        child = Child(pid, pidfd, chan, stderr_fd)
+        child = Child(pid, pidfd, chan, stderr_fd, MemFile(fd=output_fd))
         self.children[pid] = child
         self.selector.register(child.chan, selectors.EVENT_READ, ("chan", child))
         self.selector.register(child.stderr_fd, selectors.EVENT_READ, ("stderr", child))
@@ -341,7 +333,7 @@ class ForkServer:
                 stamps = child.job.stamps
                 if stamps is not None:
                     stamps["forkserver_got_report"] = time.monotonic()
-                report = reports.parse_report(message, child.job.output.size,
+                report = reports.parse_report(message, child.output.size,
                                               timings=stamps is not None)
             else:
                 raise protocol.ProtocolError("a message out of turn")
@@ -419,6 +411,7 @@ class ForkServer:
             for fileobj in (child.chan, child.stderr_fd):
                 self.forget(fileobj)
             child.chan.close()
+            child.output.close()
             protocol.close_all([child.stderr_fd, child.pidfd])
         if child.answered:
             return
@@ -455,8 +448,12 @@ class ForkServer:
                  "cpu_s": report.cpu_s, "max_rss_mb": report.max_rss_mb}
         done = {"stats": stats, "exit_code": None, "signal": None}
         job = child.job
-        if report.status == "ok":
-            self.finish(child, "ok", "", used=report.used, fds=[job.output.fileno()], **done)
+        if report.status == "ok" and report.used > output_bytes(job.limits):
+            # The memfd is sized for the sandbox's cap; this job's own may be lower.
+            self.finish(child, "output_too_large",
+                        f"outputs exceed {job.limits.output_mb} MB", **done)
+        elif report.status == "ok":
+            self.finish(child, "ok", "", used=report.used, fds=[child.output.fileno()], **done)
         elif report.status == "error":
             self.finish(child, "error", "the entry raised an exception", error=report.error,
                         **done)
@@ -478,7 +475,7 @@ class ForkServer:
             stamps["forkserver_answered"] = time.monotonic()
             fields["stats"] = dict(fields.get("stats") or {}, timings=stamps)
         self.send_result(child.job.id, status, reason, **fields)
-        child.job.output.close()
+        child.output.close()
 
     # --- answers to the server ---------------------------------------------------------
     def send_result(self, job_id, status: str, reason: str, *, fds: list[int] = (),
@@ -533,7 +530,6 @@ class ForkServer:
             pass
         for job in self.pending:
             protocol.close_all(job.input_fds)
-            job.output.close()
             self.send_result(job.id, "crashed", "the sandbox is closing")
         self.pending.clear()
         try:
@@ -542,6 +538,12 @@ class ForkServer:
             self.flush_outbox()
         except OSError:
             pass
+
+
+def output_bytes(limits: Limits) -> int:
+    """The size of an output memfd: the output cap plus room for the largest length
+    table (sandbox.trailer)."""
+    return (limits.output_mb << 20) + trailer.size(trailer.MAX_OUTPUTS)
 
 
 def drain_stderr(child: Child) -> None:
@@ -590,6 +592,30 @@ def library_fds(control_fd: int) -> tuple[int, ...]:
     return tuple(kept)
 
 
+def make_canary(spec: str, entry: Callable) -> tuple[list[bytes], dict]:
+    """The canary job: (inputs, params) from the trusted `spec` function, run once here
+    through the entry (a canary that fails, fails at start-up, not in every child)."""
+    inputs, params = load_entry(spec)()
+    inputs = [bytes(item) for item in inputs]
+    if not isinstance(params, dict):
+        raise TypeError("the canary's params are not a dict")
+    entry([memoryview(item) for item in inputs], params)
+    return inputs, params
+
+
+def canary_memfds(inputs: list[bytes], params: dict) -> tuple[int, ...]:
+    """The canary's inputs, then its params as JSON, each in a sealed memfd (read-only
+    for every holder) that every child inherits and closes once its canary ran."""
+    mems = [MemFile.from_bytes(item, "sandbox-canary") for item in inputs]
+    mems.append(MemFile.from_bytes(json.dumps(params).encode(), "sandbox-canary"))
+    fds = []
+    for mem in mems:
+        mem.seal()
+        fds.append(os.dup(mem.fileno()))     # ours for the fork server's life
+        mem.close()
+    return tuple(fds)
+
+
 def load_entry(spec: str) -> Callable:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -614,10 +640,12 @@ def main(control_fd: int) -> None:
     sys.path[:] = config["sys_path"]
     os.environ.clear()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    limits = Limits.from_dict(config["limits"])
     try:
         entry = load_entry(config["entry"])
         if config.get("warmup"):
             load_entry(config["warmup"])()
+        canary = make_canary(config["canary"], entry) if config.get("canary") else None
     except BaseException as exc:
         protocol.send(control, {"type": "fatal",
                                 "reason": "cannot load the entry: "
@@ -628,13 +656,14 @@ def main(control_fd: int) -> None:
     except ValueError as exc:
         protocol.send(control, {"type": "fatal", "reason": str(exc)})
         return
+    canary_fds = canary_memfds(*canary) if canary else ()
     # Objects alive now are shared by every child; freezing them keeps the collector
     # from touching (and so copying) their pages after each fork.
     gc.collect()
     gc.freeze()
-    server = ForkServer(control, entry, Limits.from_dict(config["limits"]),
-                        Policy.from_dict(config["policy"]), int(config["workers"]), kept,
-                        timings=config.get("timings") is True)
+    server = ForkServer(control, entry, limits, Policy.from_dict(config["policy"]),
+                        int(config["workers"]), kept, timings=config.get("timings") is True,
+                        canary_fds=canary_fds)
     server.run()
     os._exit(0)
 

@@ -24,6 +24,20 @@ class MemFile:
         self._size = os.fstat(self._fd).st_size
 
     @classmethod
+    def fixed_size(cls, size: int, name: str = "sandbox") -> "MemFile":
+        """A memfd of `size` bytes (sparse: pages cost memory only once written), sealed
+        against growing and shrinking: whoever writes into it, its size is the cap."""
+        mem = cls(name)
+        try:
+            mem.truncate(size)
+            fcntl.fcntl(mem.fileno(), fcntl.F_ADD_SEALS,
+                        fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+        except BaseException:
+            mem.close()
+            raise
+        return mem
+
+    @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview, name: str = "sandbox") -> "MemFile":
         mem = cls(name)
         mem.write(data)

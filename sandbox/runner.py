@@ -56,13 +56,18 @@ class Sandbox:
     queue: jobs that may wait for a worker; beyond that run() answers "busy" at once.
     warmup: optional "module:function" called once in the fork server after importing
         the entry (trusted code: e.g. run a sample job so children start with warm caches).
+    canary: optional "module:function" returning (inputs, params): a job of built-in
+        dummy data (never a user's) that every warm child runs through the entry once,
+        confined, before it announces itself ready, so a job finds its pages already
+        faulted in (sandbox.child). Called once in the fork server, whose start fails if
+        the entry fails on it. Costs each child the entry's time on it, off the job's path.
     timings: stamp each job's hops (sandbox.timings) into its Result.stats.timings, for
         benchmarks and diagnostics; off by default.
     """
 
     def __init__(self, entry: str, *, limits: Limits | None = None, workers: int | None = None,
                  queue: int = 16, policy: Policy | None = None, warmup: str | None = None,
-                 timings: bool = False) -> None:
+                 canary: str | None = None, timings: bool = False) -> None:
         if ":" not in entry:
             raise ValueError(f"entry {entry!r} is not 'package.module:function'")
         if queue < 0:
@@ -75,6 +80,7 @@ class Sandbox:
         self.queue = queue
         self.policy = policy or Policy()
         self.warmup = warmup
+        self.canary = canary
         self.timings = timings
         self._ids = itertools.count(1)
         self._proc: subprocess.Popen | None = None
@@ -145,7 +151,7 @@ class Sandbox:
             stdout=subprocess.DEVNULL, close_fds=True, cwd="/")
         theirs.close()
         self._sock = ours
-        protocol.send(ours, {"entry": self.entry, "warmup": self.warmup,
+        protocol.send(ours, {"entry": self.entry, "warmup": self.warmup, "canary": self.canary,
                              "limits": self.limits.to_dict(), "policy": self.policy.to_dict(),
                              "workers": self.workers, "sys_path": list(sys.path),
                              "timings": self.timings,
@@ -248,13 +254,18 @@ class Sandbox:
                 if self._sock is None or isinstance(exc, ConnectionError):
                     return Result("restarting", reason="the fork server is gone; retry later")
                 return _unsent(exc)
+            # A plain await with a timer, not wait_for(shield()): each of those wrappers
+            # costs one more turn of the event loop between the result and this caller.
+            timer = self._loop.call_later(limits.wall_s + RESULT_GRACE_S + 10.0,
+                                          _time_out, future)
             try:
-                result = await asyncio.wait_for(asyncio.shield(future),
-                                                limits.wall_s + RESULT_GRACE_S + 10.0)
+                result = await future
             except asyncio.TimeoutError:
                 # The fork server enforces deadlines; if it did not answer, it is broken.
                 self._on_fork_server_exit("it stopped answering")
                 return Result("restarting", reason="the fork server stopped answering")
+            finally:
+                timer.cancel()
             if result.stats.timings is not None:
                 result.stats.timings.update(caller_started=started, caller_sent=sent)
             return result
@@ -446,6 +457,11 @@ def _describe_returncode(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit status {code}"
+
+
+def _time_out(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError())
 
 
 def _params_memfd(params: dict) -> MemFile:

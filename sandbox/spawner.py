@@ -5,10 +5,13 @@ during which a single-threaded fork server could neither relay a finished job's 
 nor dispatch the next. So the fork server forks this helper once, before any child, and
 asks it for children. It runs single-threaded and unconfined (it must fork), never sees a
 job, and does three things: fork a child on request (the child confines itself and waits
-for its job); hand the fork server that child's job channel, stderr pipe and a pidfd; and
-reap every child it made, sending the fork server its wait status and resource usage.
+for its job); hand the fork server that child's job channel, stderr pipe, a pidfd and its
+output memfd; and reap every child it made, sending the fork server its wait status and
+resource usage. Each child's output memfd is made here, just before its fork: fresh for
+every child (never one a job has written), pre-sized and sealed, off the job's path.
 
-Messages to the fork server: {"type": "spawned", "pid"} with fds [channel, stderr, pidfd];
+Messages to the fork server: {"type": "spawned", "pid"} with fds [channel, stderr, pidfd,
+output];
 {"type": "exited", "pid", "status", "utime", "stime", "maxrss_kb"}.
 
 A fork that fails (EAGAIN: a child took every pid of the container's pids limit with
@@ -25,6 +28,7 @@ from typing import Callable, NoReturn
 
 from sandbox import protocol
 from sandbox.layers import _sys
+from sandbox.memfd import MemFile
 
 EXIT_REAP_S = 5.0             # on shutdown, how long to wait for killed children
 SPAWN_RETRY_S = 0.05          # after a failed fork (out of pids, memory or fds)
@@ -32,9 +36,11 @@ SPAWN_RETRY_S = 0.05          # after a failed fork (out of pids, memory or fds)
 
 class Spawner:
     def __init__(self, sock: socket.socket,
-                 become_child: Callable[[socket.socket, int], NoReturn]) -> None:
+                 become_child: Callable[[socket.socket, int, int], NoReturn],
+                 output_bytes: int) -> None:
         self.sock = sock
         self.become_child = become_child
+        self.output_bytes = output_bytes
         self.pidfds: dict[int, int] = {}             # pid -> pidfd of each live child
         self.owed = 0                                # spawns asked for, not yet made
         self.selector = selectors.DefaultSelector()
@@ -81,17 +87,25 @@ class Spawner:
             child_chan.close()
             raise
         try:
-            pid = os.fork()
+            output = MemFile.fixed_size(self.output_bytes, "sandbox-output")
         except OSError:
             parent_chan.close()
             child_chan.close()
             protocol.close_all([stderr_r, stderr_w])
             raise
+        try:
+            pid = os.fork()
+        except OSError:
+            parent_chan.close()
+            child_chan.close()
+            protocol.close_all([stderr_r, stderr_w])
+            output.close()
+            raise
         if pid == 0:                                 # the child: never returns
             try:
                 parent_chan.close()
                 os.close(stderr_r)
-                self.become_child(child_chan, stderr_w)
+                self.become_child(child_chan, stderr_w, output.fileno())
             finally:
                 os._exit(70)
         child_chan.close()
@@ -107,15 +121,17 @@ class Spawner:
             os.waitpid(pid, 0)
             parent_chan.close()
             os.close(stderr_r)
+            output.close()
             raise
         self.pidfds[pid] = pidfd
         self.selector.register(pidfd, selectors.EVENT_READ, pid)
         try:
             protocol.send(self.sock, {"type": "spawned", "pid": pid},
-                          [parent_chan.fileno(), stderr_r, pidfd])
+                          [parent_chan.fileno(), stderr_r, pidfd, output.fileno()])
         finally:
             parent_chan.close()                      # the fork server holds them now
             os.close(stderr_r)
+            output.close()
 
     def reap(self, pid: int) -> None:
         """A child exited: collect it and tell the fork server how it ended."""
@@ -142,8 +158,10 @@ class Spawner:
             os.close(self.pidfds.pop(pid))
 
 
-def start(become_child: Callable[[socket.socket, int], NoReturn]) -> tuple[int, socket.socket]:
-    """In the fork server: fork the spawner; return its pid and the socket to it."""
+def start(become_child: Callable[[socket.socket, int, int], NoReturn],
+          output_bytes: int) -> tuple[int, socket.socket]:
+    """In the fork server: fork the spawner; return its pid and the socket to it.
+    output_bytes: the size of each child's output memfd (the output cap)."""
     ours, theirs = protocol.socketpair()
     fork_server = os.getpid()
     pid = os.fork()
@@ -152,7 +170,7 @@ def start(become_child: Callable[[socket.socket, int], NoReturn]) -> tuple[int, 
             ours.close()
             _sys.prctl(_sys.PR_SET_PDEATHSIG, signal.SIGKILL)     # die with the fork server
             if os.getppid() == fork_server:
-                Spawner(theirs, become_child).run()
+                Spawner(theirs, become_child, output_bytes).run()
         finally:
             os._exit(0)
     theirs.close()

@@ -6,6 +6,7 @@ one entry: params["do"] names the attempt, so one Sandbox serves every test.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import socket
 import sys
@@ -271,3 +272,36 @@ def hog_then_segfault(inputs, params):
     except MemoryError:
         pass
     ctypes.string_at(0)
+
+
+# --- the canary (tests/sandbox/test_canary.py) ---------------------------------------
+CANARY_MARK = b"CANARY-OUTPUT-"
+canary_seen = {}        # what the last canary run in this process saw
+
+
+def probe_canary():
+    """A canary job (Sandbox(canary=...)): dummy input, and params asking for canary_probe."""
+    return [CANARY_MARK + b"input"], {"do": "canary_probe"}
+
+
+def failing_canary():
+    return [], {"do": "raises"}
+
+
+def canary_probe(inputs, params):
+    """Run as the canary: note where and how confined it ran, answer a marked output."""
+    try:
+        read_passwd(inputs, params)
+        confined = "read /etc/passwd"
+    except OSError as exc:
+        confined = f"refused: {type(exc).__name__}"
+    canary_seen.update(pid=os.getpid(), confined=confined, inputs=[bytes(v) for v in inputs])
+    return [CANARY_MARK * 1000]
+
+
+def canary_report(inputs, params):
+    """Run as a job: what the canary saw in this same child."""
+    seen = dict(canary_seen, same_process=canary_seen.get("pid") == os.getpid())
+    seen.pop("pid", None)
+    seen["inputs"] = [item.decode() for item in seen.get("inputs", [])]
+    return [json.dumps(seen).encode()]
