@@ -253,6 +253,11 @@ _DECLARED = (
               "(one image per page; no links, forms, scripts, attachments or metadata "
               "survive; text only with ocr).", _ONE_PDF,
               (DPI,
+               Param("compression", "enum", "flate: lossless page images (sharp text; "
+                     "white compresses to almost nothing); jpeg: at quality, several times "
+                     "smaller for scans and photographs.", default="flate",
+                     choices=("flate", "jpeg")),
+               QUALITY,
                Param("ocr", "boolean", "Add an invisible text layer recognised (Tesseract) "
                      "from the pixels, so the result stays searchable; needs the extra "
                      "notrace[ocr].", default=False),

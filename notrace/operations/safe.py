@@ -8,10 +8,11 @@ them and checks what passes between them); child.run dispatches PHASES by name:
   holds one batch of raw pixels and nothing else of size;
 - "safe-build" (phase 2, a fresh child that never saw the document): a new PDF from the
   pixels alone, at the places and sizes params["pages"] gives (the geometry the server
-  checked; the stream's own headers are never read here): each page one Flate image
-  (lossless: text stays sharp, and white, which most pages are, compresses to almost
-  nothing) drawn over the whole page, at the original page size in points, and with
-  `ocr` an invisible text layer recognised from those pixels (ocr_engine.py);
+  checked; the stream's own headers are never read here): each page one image, Flate
+  by default (lossless: text stays sharp, and white, which most pages are, compresses to
+  almost nothing) or JPEG (compression=jpeg: scans and photographs), over the whole
+  page, at the original page size in points, and with `ocr` an invisible text layer
+  recognised from those pixels (ocr_engine.py);
 - "safe-merge": the batches' PDFs (made by phase-2 children) as one; a merge child never
   sees the document either.
 No metadata reaches the result but a fixed producer; nothing of the document survives
@@ -81,7 +82,8 @@ def report(params: dict, pages: int, batches: int) -> dict:
     """The answer's report: what was made, and what cannot survive."""
     not_kept = list(NOT_KEPT) + ([] if params["ocr"] else ["text"])
     value = {"pages": pages, "dpi": params["dpi"], "batches": batches,
-             "compression": "flate", "ocr": params["ocr"], "not_kept": not_kept}
+             "compression": params["compression"], "ocr": params["ocr"],
+             "not_kept": not_kept}
     if params["ocr"]:
         value["language"] = params["language"]
     return value
@@ -185,17 +187,17 @@ def new_pdf() -> pikepdf.Pdf:
 
 def add_pages(pdf: pikepdf.Pdf, view: memoryview, pages: list, params: dict) -> None:
     """A page per [offset, width, height, width_pt, height_pt] (the checked geometry):
-    one Flate RGB image of the pixels at view[offset:], drawn over the whole page; with
+    one RGB image (_encode) of the pixels at view[offset:], drawn over the whole page; with
     params["ocr"], the words Tesseract reads in them as an invisible text layer."""
     for offset, width, height, width_pt, height_pt in pages:
         count = width * height * pixelstream.BYTES_PER_PIXEL
         pixels = view[offset:offset + count]
         if offset < 0 or len(pixels) != count:
             raise ValueError("a page's pixels lie outside the input")  # the server's bug
-        image = pdf.make_stream(zlib.compress(pixels, FLATE_LEVEL), Type=Name.XObject,
-                                Subtype=Name.Image, Width=width, Height=height,
-                                ColorSpace=Name.DeviceRGB, BitsPerComponent=8,
-                                Filter=Name.FlateDecode)
+        data, codec = _encode(pixels, width, height, params)
+        image = pdf.make_stream(data, Type=Name.XObject, Subtype=Name.Image, Width=width,
+                                Height=height, ColorSpace=Name.DeviceRGB,
+                                BitsPerComponent=8, Filter=codec)
         # Made by hand: add_blank_page refuses sides over 14400 points, which PDFium
         # draws (UserUnit documents) and viewers show.
         pdf.pages.append(pikepdf.Page(Dictionary(
@@ -206,6 +208,19 @@ def add_pages(pdf: pikepdf.Pdf, view: memoryview, pages: list, params: dict) -> 
         page = pdf.pages[-1]
         if params["ocr"]:
             _add_words(pdf, page, pixels, width, height, params)
+
+
+def _encode(pixels: memoryview, width: int, height: int, params: dict) -> tuple[bytes, Name]:
+    """The page image's stream data and filter: Flate (lossless) or, with
+    compression=jpeg, a baseline JPEG at `quality` (Pillow), several times smaller for
+    photographs and scans."""
+    if params["compression"] == "flate":
+        return zlib.compress(pixels, FLATE_LEVEL), Name.FlateDecode
+    import PIL.Image
+    out = io.BytesIO()
+    with PIL.Image.frombuffer("RGB", (width, height), pixels, "raw", "RGB", 0, 1) as rgb:
+        rgb.save(out, format="JPEG", quality=params["quality"])
+    return out.getvalue(), Name.DCTDecode
 
 
 def _add_words(pdf: pikepdf.Pdf, page: pikepdf.Page, pixels: memoryview, width: int,
