@@ -112,3 +112,16 @@ def test_ocr_over_http_keeps_the_words_searchable(server):
     assert text.status == 200 and text.json()["pages"][0]["text"].split() == line.split()
     reply = server.post("safe", [make_pdf(1)], {"ocr": "true", "language": "zzz"})
     assert reply.status == 400 and reply.json()["param"] == "language"
+
+
+def test_phase_one_problems_are_the_answer(server):
+    """A document problem found by phase 1 (here: its password) is the request's answer;
+    with the password, the pixels of the decrypted pages, unencrypted."""
+    from tests.pdfs import make_encrypted_pdf
+    locked = make_encrypted_pdf(2, user="pw")
+    reply = server.post("safe", [locked], {"dpi": "36"})
+    assert reply.status == 422 and reply.json()["type"].endswith("/problems/password-required")
+    reply = server.post("safe", [locked], {"dpi": "36", "password": "pw"})
+    assert reply.status == 200, reply.body[:300]
+    result = pikepdf.open(io.BytesIO(reply.body))
+    assert len(result.pages) == 2 and not result.is_encrypted
