@@ -9,10 +9,11 @@ with "redaction_incomplete" (422) when
   text in either engine;
 - a rebuilt page has any text at all in either engine (it should be one image);
 - PDFium places a character of the result inside a box of that page (by its loose box);
-- an unrebuilt page's content streams (and those of the forms they draw) hold a term in
-  their bytes or in any string operand (_stream_texts): text no engine reads but the
-  file still holds (a content-stream comment, a marked-content /Alt or /E property,
-  codes whose font shows other glyphs);
+- an unrebuilt page's content streams (and those it paints: forms, tiling patterns,
+  Type 3 glyph procedures, soft masks) hold a term in their bytes or in any string
+  operand (_stream_texts): text no engine reads but the file still holds (a
+  content-stream comment, a marked-content /Alt or /E property, codes whose font shows
+  other glyphs), or text drawn where neither engine looks (a pattern cell, a glyph);
 - pypdf cannot read a page's text at all (a damaged content stream PDFium reads): the
   check fails closed, and the detail suggests all_pages=true, which rebuilds that page.
 The detail names the page and the engine, never the term or the text found.
@@ -52,12 +53,46 @@ def _check_text(text: str, page: int, engine: str, patterns: list[re.Pattern],
         raise _leak(page, engine, "a term still matches")
 
 
-#: Form XObjects the byte check follows from one page (hostile files nest and share them).
-MAX_FORMS_PER_PAGE = 1000
+#: Streams the byte check follows from one page besides its contents (form XObjects,
+#: patterns, glyph procedures, soft masks: hostile files nest and share them). A page
+#: that draws more fails the check closed: what is not read is not known to be clean.
+MAX_FORMS_PER_PAGE = 10_000
 
 
-def _content_streams(page: pikepdf.Page):
-    """The page's content streams and those of the form XObjects it may draw, each once."""
+def _drawn_by(resources):
+    """(stream, its resources) of every content stream a content stream with these
+    resources may paint, besides itself: form XObjects, tiling patterns (a pattern cell's
+    text is drawn but is no page text to PDFium or pypdf), Type 3 glyph procedures (the
+    glyph is one character to them, whatever its procedure draws) and soft masks' groups."""
+    if not isinstance(resources, pikepdf.Dictionary):
+        return
+    for key in ("/XObject", "/Pattern", "/Font", "/ExtGState"):
+        held = resources.get(key)
+        if not isinstance(held, pikepdf.Dictionary):
+            continue
+        for item in held.values():
+            if key == "/XObject":
+                if isinstance(item, pikepdf.Stream) and item.get("/Subtype") == "/Form":
+                    yield item, item.get("/Resources")
+            elif key == "/Pattern":
+                if isinstance(item, pikepdf.Stream):  # a tiling pattern (type 2: no content)
+                    yield item, item.get("/Resources")
+            elif key == "/Font":
+                procs = item.get("/CharProcs") if isinstance(item, pikepdf.Dictionary) else None
+                if isinstance(procs, pikepdf.Dictionary):
+                    for proc in procs.values():
+                        if isinstance(proc, pikepdf.Stream):
+                            yield proc, item.get("/Resources")
+            else:
+                mask = item.get("/SMask") if isinstance(item, pikepdf.Dictionary) else None
+                group = mask.get("/G") if isinstance(mask, pikepdf.Dictionary) else None
+                if isinstance(group, pikepdf.Stream):
+                    yield group, group.get("/Resources")
+
+
+def _content_streams(page: pikepdf.Page, number: int):
+    """The page's content streams and those it may paint (_drawn_by), each once;
+    Problem "redaction_incomplete" past MAX_FORMS_PER_PAGE of them."""
     contents = page.obj.get("/Contents")
     stack = list(contents) if isinstance(contents, pikepdf.Array) else [contents]
     resources = [page.obj.get("/Resources")]
@@ -67,19 +102,17 @@ def _content_streams(page: pikepdf.Page):
             stream = stack.pop()
             if isinstance(stream, pikepdf.Stream):
                 yield stream
-        held = resources.pop() if resources else None
-        xobjects = held.get("/XObject") if isinstance(held, pikepdf.Dictionary) else None
-        if not isinstance(xobjects, pikepdf.Dictionary):
-            continue
-        for form in xobjects.values():
-            if not isinstance(form, pikepdf.Stream) or form.get("/Subtype") != "/Form":
-                continue
-            if form.is_indirect:
-                if form.objgen in seen or len(seen) >= MAX_FORMS_PER_PAGE:
+        for stream, held in _drawn_by(resources.pop() if resources else None):
+            if stream.is_indirect:
+                if stream.objgen in seen:
                     continue
-                seen.add(form.objgen)
-            stack.append(form)
-            resources.append(form.get("/Resources"))
+                seen.add(stream.objgen)
+            if len(seen) > MAX_FORMS_PER_PAGE:
+                raise Problem("redaction_incomplete", f"page {number}: it draws more than "
+                              f"{MAX_FORMS_PER_PAGE} forms, patterns and glyphs, too many to "
+                              "confirm they are clean; all_pages=true rebuilds it")
+            stack.append(stream)
+            resources.append(held)
 
 
 def _stream_texts(stream: pikepdf.Stream) -> list[str]:
@@ -108,11 +141,14 @@ def _stream_texts(stream: pikepdf.Stream) -> list[str]:
 
 
 def _check_bytes(data: bytes, patterns: list[re.Pattern], rebuilt: set[int]) -> None:
+    clean: set[tuple[int, int]] = set()  # read already (fonts and forms pages share)
     with pikepdf.open(io.BytesIO(data)) as pdf:
         for index, page in enumerate(pdf.pages):
             if index in rebuilt:
                 continue
-            for stream in _content_streams(page):
+            for stream in _content_streams(page, index + 1):
+                if stream.is_indirect and stream.objgen in clean:
+                    continue
                 try:
                     texts = _stream_texts(stream)
                 except (MemoryError, *OUR_BUGS):
@@ -125,6 +161,8 @@ def _check_bytes(data: bytes, patterns: list[re.Pattern], rebuilt: set[int]) -> 
                     raise Problem("redaction_incomplete", f"page {index + 1}: a term "
                                   "still matches in the bytes of its content (text no "
                                   "reader shows); all_pages=true rebuilds it")
+                if stream.is_indirect:
+                    clean.add(stream.objgen)
 
 
 def check_result(data: bytes, *, patterns: list[re.Pattern], boxes: list[RedactBox],
