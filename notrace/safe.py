@@ -11,10 +11,13 @@ Per batch of pages (operations/safe.py has the children's side):
 3. phase 2: a fresh child that never saw the document gets the SAME memfd as its input
    (passed on, never copied) and the geometry checked in 2 as its params, never the
    stream's own headers, and builds that batch's PDF from the pixels alone.
-With one batch, phase 2's PDF is the answer. With more, each batch's PDF (small: Flate
-images) is copied into a memfd of its own size and the batches' PDFs are joined by a
-merge child (at most MAX_JOB_FDS - 1 at once, folded when there are more), which never
-sees the document either: no byte a child made is parsed outside a child, and the server
+Each batch's PDF (small: Flate images) is copied into a memfd of its own size and the
+batches' PDFs are joined by a merge child (at most MAX_JOB_FDS - 1 at once, folded when
+there are more), which never sees the document either. It joins even one batch: phase 2
+maps the memfd phase 1 wrote whole, so a phase-2 child may be the exploit's too, and
+the merge keeps of its pages their box, image and content only (no action, annotation
+or catalog entry reaches the answer; red team: one batch was answered as phase 2 made
+it): no byte a child made is parsed outside a child, and the server
 holds one batch's pixels at a time. Memory therefore does not grow with the page count
 anywhere: each child holds one batch; the server holds a batch's pixels plus the small
 PDFs made so far.
@@ -124,9 +127,9 @@ def jobs(document: MemFile, validated: dict,
                 with HandedOn(fd=os.dup(drawn.outputs.fileno())) as pixels:
                     built = yield ([pixels], {**base, "operation": "safe-build",
                                               "pages": [p.to_list(start) for p in batch.pages],
-                                              "report": answer if not pdfs else None}, None)
+                                              "report": None}, None)
             costs.add(built)
-            if not _answered(built) or (last and not pdfs):
+            if not _answered(built):
                 return costs.onto(built)
             pdfs.append(_body_copy(built))
             if len(pdfs) == MAX_MERGE_INPUTS or last:

@@ -6,6 +6,7 @@ serves every attack (tests.attack.child_entry drives them through a real HTTP se
 """
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import threading
@@ -97,6 +98,24 @@ def answer(inputs, params):
     if params.get("body_mb"):
         outputs.append(b"%PDF-" + bytes((params["body_mb"] << 20) - 5))
     return outputs
+
+
+def answer_bytes(inputs, params):
+    """Answer params["hex"], each output given as hex."""
+    return [bytes.fromhex(item) for item in params["hex"]]
+
+
+def safe_pixels(inputs, params):
+    """safe's phase 1 gone wrong: a pixel stream the server's check accepts (one page of
+    params["points"] square at params["dpi"], white), its first output, which the server
+    ignores, being params["next"], an order for the phase-2 child that maps this output
+    memfd as its input."""
+    from notrace.operations import pixelstream
+    side = params["points"] * params["dpi"] // 72
+    stream = (pixelstream.pack_stream_header(1, 0, 1)
+              + pixelstream.pack_page_header(side, side, params["points"], params["points"])
+              + b"\xff" * (side * side * pixelstream.BYTES_PER_PIXEL))
+    return [ATTACK_MAGIC + json.dumps(params["next"]).encode(), stream]
 
 
 def dispatch(inputs, params):
