@@ -34,11 +34,12 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import json
 import os
 import weakref
 from typing import Callable, Generator
 
-from notrace.jobs import pixel_limits
+from notrace.jobs import manifest_limit, pixel_limits
 from notrace.operations import pixelstream
 from notrace.operations.raster import PixelLimits
 from notrace.operations.safe import batch_bytes, report
@@ -137,12 +138,30 @@ def jobs(document: MemFile, validated: dict,
                                        "report": answer}, None)
                 costs.add(merged)
                 _close(pdfs)
-                if not _answered(merged) or last:
+                if not _answered(merged):
                     return costs.onto(merged)
+                if last:
+                    return costs.onto(_reporting(merged, answer, settings.max_pages))
                 pdfs.append(_body_copy(merged))
             first, document_pages = batch.end, batch.document_pages
     finally:
         _close(pdfs)
+
+
+def _reporting(result: Result, expected: dict, max_pages: int) -> Result:
+    """The final Result if its child's manifest carries exactly the report the server
+    gave it (the report is the server's to make: what a merge child reached through a
+    phase-2 PDF would say is not), else that job crashed."""
+    try:
+        if result.outputs.span(0)[1] > manifest_limit(max_pages):
+            raise ValueError("a manifest too large")
+        manifest = json.loads(result.outputs[0])
+        if not isinstance(manifest, dict) or manifest.get("report") != expected:
+            raise ValueError("not the server's report")
+    except (ValueError, RecursionError):
+        result.close()
+        return Result("crashed", reason="the merge did not answer the server's report")
+    return result
 
 
 def _check(result: Result, first: int, document_pages: int | None, dpi: int,

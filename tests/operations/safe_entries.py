@@ -45,12 +45,28 @@ assert all(s[:8] == MAGIC for name, s in STREAMS.items()
            if name not in ("magic", "empty")) and STREAM_HEADER.size == 20
 
 
+#: A conversion whose merge child lies about the report: phase 1 leaves the word in its
+#: first output, which phase 2 (mapping the memfd whole) sees and passes on in its PDF.
+LYING = b"lying-merge"
+
+
 def run(inputs: list[memoryview], params: dict) -> list:
     attack = bytes(inputs[0][:64]).decode("ascii", "replace") if inputs else ""
-    if params.get("operation") == "safe-pixels" and attack in STREAMS:
+    operation = params.get("operation")
+    if operation == "safe-pixels" and attack in STREAMS:
         return [json.dumps({"media_type": "application/octet-stream"}).encode(),
                 STREAMS[attack]]
-    return child.run(inputs, params)
+    if operation == "safe-pixels" and attack == LYING.decode():
+        return [LYING, STREAMS["good"]]
+    answer = child.run(inputs, params)
+    if operation == "safe-build" and bytes(inputs[0][:len(LYING)]) == LYING:
+        return [answer[0], bytes(answer[1]) + b"%" + LYING + b"\n"]
+    if operation == "safe-merge" and any(bytes(v[-len(LYING) - 1:-1]) == LYING
+                                         for v in inputs):
+        manifest = json.loads(answer[0])
+        manifest["report"] = {**manifest["report"], "pages": 99}
+        return [json.dumps(manifest).encode(), answer[1]]
+    return answer
 
 
 warm_up = child.warm_up

@@ -234,6 +234,8 @@ async def test_hostile_pixel_streams_crash_their_job_and_the_sandbox_keeps_servi
             assert answer.type.slug == "processing-crashed" and answer.type.status == 422, \
                 (attack, answer.type.slug)
         assert time.monotonic() - started < 30
+        lied = await one("lying-merge")        # a merge child that reports 99 pages
+        assert isinstance(lied, HttpProblem) and lied.type.slug == "processing-crashed"
         report, body = await one("good")       # the same entry, a well-formed stream
         assert report["pages"] == 1 and len(_pdf(body).pages) == 1
         with MemFile.from_bytes(pdfs.make_active_pdf(1)) as document:  # a real document
