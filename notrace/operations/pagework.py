@@ -9,6 +9,10 @@ destinations, page labels, document metadata) are not carried over; merge rebuil
 inputs' outlines (titles and pages only, see outline.py).
 rotate and crop only change page entries (/Rotate, the boxes), so they edit in place and
 keep everything.
+
+Pages are taken by index from `list(pdf.pages)`, never `pdf.pages[i]`: pikepdf copies the
+whole page vector on every index (80 us a call at 500 pages, 0.2 ms at 2,000), so a loop
+over indices was quadratic: 0.43 s of indexing alone for 2,000 pages (pikepdf 10.17).
 """
 from __future__ import annotations
 
@@ -105,8 +109,9 @@ def split(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     if any(not g for g in groups) or not groups:
         raise Problem("page_out_of_range", "ranges: a part selects no page of this document")
     check_page_count(sum(len(g) for g in groups), max_pages, "the parts together")
+    pages = list(pdf.pages)
     files = [OutputFile(f"part-{k}.pdf", PDF,
-                        _assemble((pdf.pages[i] for i in group), pdf.pdf_version))
+                        _assemble((pages[i] for i in group), pdf.pdf_version))
              for k, group in enumerate(groups, start=1)]
     report: dict = {"parts": [[i + 1 for i in g] for g in groups]}
     if params.get("max_mb") is not None:  # a page bigger than the limit is a part alone
@@ -153,7 +158,8 @@ def select(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     indices = parse_pages(params["pages"]).resolve(len(pdf.pages), limit=max_pages)
     if not indices:
         raise Problem("page_out_of_range", "pages: the selection holds no page of this document")
-    return pdf_output(_assemble((pdf.pages[i] for i in indices), pdf.pdf_version))
+    pages = list(pdf.pages)
+    return pdf_output(_assemble((pages[i] for i in indices), pdf.pdf_version))
 
 
 def delete(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
@@ -164,7 +170,8 @@ def delete(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     kept = [i for i in range(count) if i not in gone]
     if not kept:
         raise Problem("page_out_of_range", "pages: deleting every page would leave no document")
-    return pdf_output(_assemble((pdf.pages[i] for i in kept), pdf.pdf_version),
+    pages = list(pdf.pages)
+    return pdf_output(_assemble((pages[i] for i in kept), pdf.pdf_version),
                       {"deleted": len(gone), "kept": len(kept)})
 
 
@@ -172,9 +179,10 @@ def rotate(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     """Add `angle` to each selected page's /Rotate (in place; inherited values were
     pushed down to the pages when the document was opened)."""
     pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
-    chosen = parse_pages(params["pages"]).resolve_set(len(pdf.pages))
+    pages = list(pdf.pages)
+    chosen = parse_pages(params["pages"]).resolve_set(len(pages))
     for i in sorted(chosen):
-        page = pdf.pages[i]
+        page = pages[i]
         page.obj.Rotate = (page_rotation(page) + params["angle"]) % 360
     return pdf_output(save_pdf(pdf), {"rotated": len(chosen)})
 
@@ -187,10 +195,11 @@ def crop(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     server-side validation cannot know the page sizes. Content outside the box stays in
     the file (crop hides, it does not redact)."""
     pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
-    chosen = sorted(parse_pages(params["pages"]).resolve_set(len(pdf.pages)))
+    pages = list(pdf.pages)
+    chosen = sorted(parse_pages(params["pages"]).resolve_set(len(pages)))
     box = parse_box(params["box"]) if params["box"] is not None else None
     for i in chosen:
-        page = pdf.pages[i]
+        page = pages[i]
         new = box if box is not None else trim(page_box(page), params, page_rotation(page))
         if params["mode"] == "crop":
             new = intersect(new, page_box(page, ("/MediaBox",)))
