@@ -17,7 +17,8 @@ In-process calls notrace.operations.child.run (the child's own code, the answer 
 reopening check included) in this process; sandboxed runs the same entry through
 `Sandbox` (2 workers, one job at a time, warmed like the server's). Peak memory is the
 child's max RSS (Result.stats.max_rss_mb); "above idle" subtracts that of a job on a
-1-page document (the warm child's own). Medians of --runs runs (1 run at 10,000 pages).
+1-page document (the warm child's own). Medians of --runs runs (1 run at 10,000 pages,
+and for text and render from 1,000).
 
     .venv/bin/python -m bench.scale_bench [--quick] [--runs 3] [--sizes 10,100,1000,10000]
 """
@@ -80,6 +81,12 @@ def _check(answer: bytes, operation: str) -> None:
         raise RuntimeError(f"{operation}: {answer[:300]!r}")
 
 
+def runs_for(operation: str, pages: int, runs: int) -> int:
+    """One run where one takes seconds: 10,000 pages, and text or render from 1,000 (1 and
+    3-8 ms a page); the full run stays near 10 minutes."""
+    return 1 if pages >= 10000 or (pages >= 1000 and operation in ("text", "render")) else runs
+
+
 def in_process(operation: str, data: list[bytes], params: dict, runs: int) -> float:
     from notrace.operations.child import run  # noqa: PLC0415  (loads every library)
     views = [memoryview(d) for d in data]
@@ -140,7 +147,7 @@ async def curves(sizes: list[int], runs: int, docs: dict) -> tuple[list[dict], l
         children = warm_children()
         for operation in OPS:
             for pages in sizes:
-                n = 1 if pages >= 10000 else runs
+                n = runs_for(operation, pages, runs)
                 data, params = inputs_for(operation, docs, pages), job(operation, pages)
                 inproc = in_process(operation, data, params, n)
                 wall, rss = await sandboxed(sb, operation, data, params, n)
