@@ -186,6 +186,7 @@ class ForkServer:
                 kind = message.get("type")
                 if kind == "job":
                     self.accept_job(message, fds, time.monotonic() if self.timings else None)
+                    self.dispatch()                   # now, not after this tick's other events
                     continue
                 protocol.close_all(fds or ())
                 if kind == "shutdown":
