@@ -105,7 +105,7 @@ def jobs(document: MemFile, validated: dict,
     budget, most = batch_bytes(settings.child_output_mb, settings.child_memory_mb)
     base = {"params": validated, "max_pages": settings.max_pages}
     costs, pdfs = _Costs(), []
-    first, document_pages, batches = 0, None, 0
+    first, document_pages, batches, previous = 0, None, 0, None
     try:
         while True:
             drawn = yield ([document], {**base, "operation": "safe-pixels", "first": first,
@@ -118,13 +118,14 @@ def jobs(document: MemFile, validated: dict,
                 try:
                     batch = _check(drawn, first, document_pages, validated["dpi"], limits,
                                    settings.max_pages)
+                    _check_full(previous, batch, budget)
                 except pixelstream.StreamError as exc:
                     return costs.onto(Result("crashed", reason=f"phase 1 sent an invalid "
                                              f"pixel stream: {exc}"))
                 batches += 1
                 last = batch.end == batch.document_pages
                 answer = report(validated, batch.document_pages, batches) if last else None
-                start = drawn.outputs.span(1)[0]
+                start, previous = drawn.outputs.span(1)
                 with HandedOn(fd=os.dup(drawn.outputs.fileno())) as pixels:
                     built = yield ([pixels], {**base, "operation": "safe-build",
                                               "pages": [p.to_list(start) for p in batch.pages],
@@ -133,6 +134,9 @@ def jobs(document: MemFile, validated: dict,
             if not _answered(built):
                 return costs.onto(built)
             pdfs.append(_body_copy(built))
+            if _held(pdfs) > settings.child_output_mb << 20:
+                return costs.onto(Result("output_too_large", reason="the batches' PDFs "
+                                         "already exceed what the answer may hold"))
             if len(pdfs) == MAX_MERGE_INPUTS or last:
                 merged = yield (pdfs, {**base, "operation": "safe-merge",
                                        "report": answer}, None)
@@ -146,6 +150,29 @@ def jobs(document: MemFile, validated: dict,
             first, document_pages = batch.end, batch.document_pages
     finally:
         _close(pdfs)
+
+
+def _check_full(previous: int | None, batch: pixelstream.Batch, budget: int) -> None:
+    """StreamError unless the batch before (a stream of `previous` bytes) was full:
+    phase 1 stops a batch only where the next page does not fit the budget
+    (operations/safe._choose). Otherwise a lying phase 1 could send a page a batch, and
+    one request would cost two children a page (each allowed its whole wall limit)."""
+    if previous is not None and (previous + pixelstream.PAGE_HEADER.size
+                                 + batch.pages[0].size <= budget):
+        raise pixelstream.StreamError("a batch before this one stopped short of the budget")
+
+
+#: Bytes a part's own catalog, page tree, information and trailer take, which the merge
+#: writes once for all: what the batches' PDFs may exceed the output limit by.
+_PART_OVERHEAD = 4096
+
+
+def _held(pdfs: list[MemFile]) -> int:
+    """What the merge of these PDFs would answer at least: each part's pages are copied
+    as they are (images not recompressed). Checked as each one comes, so the server holds
+    at most the output limit's worth of them, not 62 batches' (pixels that do not
+    compress, or a phase 2 gone wrong, make a batch's PDF as big as the output limit)."""
+    return sum(f.size for f in pdfs) - _PART_OVERHEAD * len(pdfs)
 
 
 def _reporting(result: Result, expected: dict, max_pages: int) -> Result:

@@ -106,15 +106,24 @@ def answer_bytes(inputs, params):
 
 
 def safe_pixels(inputs, params):
-    """safe's phase 1 gone wrong: a pixel stream the server's check accepts (one page of
-    params["points"] square at params["dpi"], white), its first output, which the server
-    ignores, being params["next"], an order for the phase-2 child that maps this output
-    memfd as its input."""
+    """safe's phase 1 gone wrong: pixel streams the server's check accepts, of a document
+    of params["pages"] (default 1) white pages params["points"] square at params["dpi"],
+    from the job's `first` on, as many as fit the job's budget (params["per_batch"]: at
+    most that many); its first output, which the server ignores, is params["next"], an
+    order for the phase-2 child that maps this output memfd as its input (None: none)."""
     from notrace.operations import pixelstream
+    job = params.get("job", {})
+    total, first = params.get("pages", 1), job.get("first", 0)
     side = params["points"] * params["dpi"] // 72
-    stream = (pixelstream.pack_stream_header(1, 0, 1)
-              + pixelstream.pack_page_header(side, side, params["points"], params["points"])
-              + b"\xff" * (side * side * pixelstream.BYTES_PER_PIXEL))
+    page = pixelstream.PAGE_HEADER.size + side * side * pixelstream.BYTES_PER_PIXEL
+    fit = (job.get("budget", 1 << 40) - pixelstream.STREAM_HEADER.size) // page
+    count = max(1, min(total - first, fit, params.get("per_batch", total)))
+    stream = bytearray(pixelstream.pack_stream_header(total, first, count))
+    for _ in range(count):
+        stream += pixelstream.pack_page_header(side, side, params["points"], params["points"])
+        stream += b"\xff" * (side * side * pixelstream.BYTES_PER_PIXEL)
+    if params.get("next") is None:   # phase 2 is notrace's own
+        return [b"{}", stream]
     return [ATTACK_MAGIC + json.dumps(params["next"]).encode(), stream]
 
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+import time
 
 import pikepdf
 import pytest
 from pikepdf import Array, Dictionary, Name, String
 
-from tests.attack.conftest import order
+from tests.attack.conftest import memfds, order, server_pids
+from tests.service.server import Server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -72,3 +75,65 @@ def test_a_real_one_batch_conversion_still_answers(hostile_server):
     with pikepdf.open(io.BytesIO(reply.body)) as pdf:
         assert len(pdf.pages) == 2
         assert pdf.docinfo.get("/Producer") == "notrace safe"
+
+
+def test_a_phase_one_that_sends_one_page_a_batch_is_stopped_at_the_second(hostile_server):
+    """A document of 400 one-point pages fits one batch; a lying phase 1 sends one page
+    each time, which the stream check alone accepts: 400 phase-1 children, 400 phase-2
+    ones and 7 merges for one request (minutes of two workers, each child allowed its
+    whole wall limit), before the fix. A batch that is not the last must be full: its
+    stream and the next batch's first page together exceed the budget."""
+    started = time.monotonic()
+    reply = hostile_server.post("safe", [order(
+        {"do": "safe_pixels", "pages": 400, "points": 1, "dpi": 72, "per_batch": 1,
+         "next": None})], params={"dpi": "72"})
+    assert reply.status == 422 and reply.problem_type.endswith("/processing-crashed"), (
+        reply.status, reply.body[:300])
+    assert time.monotonic() - started < 10
+
+
+@pytest.fixture(scope="module")
+def small_server():
+    """A hostile server whose children may answer 4 MiB: batches of 1.5 MiB of pixels."""
+    server = Server({"NOTRACE_WORKERS": "2", "NOTRACE_CHILD_OUTPUT_MB": "4",
+                     "NOTRACE_CHILD_WALL_S": "10"},
+                    wrapper=[sys.executable, "-m", "tests.attack.hostile_server"])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_batch_pdfs_the_answer_cannot_hold_are_not_kept_by_the_server(small_server):
+    """Each batch's PDF is copied into a memfd the server keeps until the merge (up to 62
+    of them): a phase 2 that answers 3 MiB a batch (or pixels that do not compress) made
+    the server hold 3 MiB x batches where the answer may be 4 MiB in all. Past the output
+    limit the conversion is refused at once: 422 output-too-large after two batches."""
+    pid = server_pids(small_server)[0]
+    phase2 = {"do": "answer", "outputs": [[json.dumps(
+        {"media_type": "application/pdf", "filename": "safe.pdf", "report": {},
+         "files": 1})]], "body_mb": 3}
+    started = time.monotonic()
+    reply = small_server.post("safe", [order(
+        {"do": "safe_pixels", "pages": 60, "points": 288, "dpi": 72, "next": phase2})],
+        params={"dpi": "72"})
+    assert reply.status == 422 and reply.problem_type.endswith("/output-too-large"), (
+        reply.status, reply.body[:300])
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 5
+    while memfds(pid):
+        assert time.monotonic() < deadline, memfds(pid)
+        time.sleep(0.05)
+
+
+def test_a_real_document_of_several_batches_still_converts(small_server):
+    """Full batches pass the new checks: 6 US Letter pages at 72 dpi, 1.4 MiB of pixels
+    each, one a batch (two do not fit 1.5 MiB), their PDFs small."""
+    from tests.pdfs import make_pdf
+    reply = small_server.post("safe", [make_pdf(6)], params={"dpi": "72"})
+    assert reply.status == 200, (reply.status, reply.body[:300])
+    report = json.loads(reply.headers["x-notrace-report"])
+    assert report["pages"] == 6 and report["batches"] == 6
+    with pikepdf.open(io.BytesIO(reply.body)) as pdf:
+        assert len(pdf.pages) == 6
