@@ -31,10 +31,15 @@ from sandbox import Sandbox
 __all__ = ["make_app", "make_sandbox"]
 
 
+#: Run once in the fork server before any child exists: the operations' first-use imports
+#: and caches (and whatever a confined child could not load itself: it opens no file).
+WARMUP = "notrace.operations.child:warm_up"
+
+
 def make_sandbox(settings: Settings) -> Sandbox:
     """The one Sandbox that runs every operation (server and CLI alike)."""
     return Sandbox(ENTRY, limits=sandbox_limits(settings), workers=settings.workers,
-                   queue=settings.queue)
+                   queue=settings.queue, warmup=WARMUP)
 
 
 async def _hygiene_ctx(app: web.Application) -> AsyncIterator[None]:
