@@ -18,7 +18,8 @@
 3. redact_leaks.check_result reads the result again with PDFium and pypdf; any term or
    character in a box still there is "redaction_incomplete" (422) and nothing is answered.
 
-Report: {"pages": [{"page", "matches", "boxes"}] for each rebuilt page, "rebuilt",
+Report: {"pages": [{"page", "matches", "boxes"}] for each rebuilt page (the first
+MAX_REPORTED_PAGES; "listed_all" says whether that is all of them), "rebuilt",
 "dpi", "removed" (kinds of content dropped), "annotations" (how many went), "checked":
 {"pages", "engines"}}. Never a term, never text of the document.
 """
@@ -46,6 +47,9 @@ from notrace.operations.render import _pixels as draw_page
 __all__ = ["redact"]
 
 _POINTS_PER_INCH = 72.0
+#: Rebuilt pages the report lists, each about 40 bytes: within the manifest's 64 KiB base
+#: whatever the pages-per-job setting (jobs.manifest_limit).
+MAX_REPORTED_PAGES = 1000
 #: Pixels added around each painted rectangle (device rounding, antialiased edges).
 _PAINT_PAD_PX = 1
 
@@ -85,8 +89,9 @@ def redact(inputs: list[memoryview], params: dict, *, max_pages: int,
                  max_pages=max_pages)
     pages = [{"page": index + 1, "matches": matches,
               "boxes": sum(1 for b in boxes if b[0] == index + 1)}
-             for index, (matches, _rects) in sorted(found.items())]
-    return pdf_output(data, {"pages": pages, "rebuilt": len(found), "dpi": params["dpi"],
+             for index, (matches, _rects) in sorted(found.items())[:MAX_REPORTED_PAGES]]
+    return pdf_output(data, {"pages": pages, "listed_all": len(pages) == len(found),
+                             "rebuilt": len(found), "dpi": params["dpi"],
                              **stripped, "checked": {"pages": len(pdf.pages),
                                                      "engines": ["pdfium", "pypdf"]}})
 

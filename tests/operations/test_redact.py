@@ -90,7 +90,7 @@ def test_a_term_is_in_neither_engine_and_other_pages_keep_their_text(call):
     answer = call("redact", [THREE], terms=json.dumps([TERM]))
     assert answer.problem is None, answer.manifest
     assert answer.report["pages"] == [{"page": 2, "matches": 3, "boxes": 0}]
-    assert answer.report["rebuilt"] == 1
+    assert answer.report["rebuilt"] == 1 and answer.report["listed_all"] is True
     assert answer.report["checked"] == {"pages": 3, "engines": ["pdfium", "pypdf"]}
     assert TERM.lower() not in json.dumps(answer.manifest).lower()
     for texts in (_pdfium_texts(answer.file), _pypdf_texts(answer.file)):
@@ -393,3 +393,13 @@ def test_the_pixel_limits_of_the_job_bound_the_rebuilt_pages():
                                           [{**BOX, "x1": 90_000, "y1": 90_000}])})})
     assert json.loads(answer[0])["problem"] == "too_large"
     assert time.monotonic() - started < 2
+
+
+def test_the_report_lists_at_most_max_reported_pages(call, monkeypatch):
+    from notrace.operations import redact as redact_module
+
+    monkeypatch.setattr(redact_module, "MAX_REPORTED_PAGES", 2)
+    answer = call("redact", [THREE], terms='["page", "file"]')
+    assert answer.report["rebuilt"] == 3 and answer.report["listed_all"] is False
+    assert answer.report["pages"] == [{"page": 1, "matches": 1, "boxes": 0},
+                                      {"page": 2, "matches": 1, "boxes": 0}]
