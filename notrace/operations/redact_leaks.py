@@ -12,8 +12,9 @@ with "redaction_incomplete" (422) when
 - an unrebuilt page's content streams (and those it paints: forms, tiling patterns,
   Type 3 glyph procedures, soft masks) hold a term in their bytes or in any string
   operand (_stream_texts): text no engine reads but the file still holds (a
-  content-stream comment, a marked-content /Alt or /E property, codes whose font shows
-  other glyphs), or text drawn where neither engine looks (a pattern cell, a glyph);
+  content-stream comment, a marked-content /Alt or /E property, inline or named in the
+  resources' /Properties, codes whose font shows other glyphs), or text drawn where
+  neither engine looks (a pattern cell, a glyph);
 - pypdf cannot read a page's text at all (a damaged content stream PDFium reads): the
   check fails closed, and the detail suggests all_pages=true, which rebuilds that page.
 The detail names the page and the engine, never the term or the text found.
@@ -63,10 +64,12 @@ def _drawn_by(resources):
     """(stream, its resources) of every content stream a content stream with these
     resources may paint, besides itself: form XObjects, tiling patterns (a pattern cell's
     text is drawn but is no page text to PDFium or pypdf), Type 3 glyph procedures (the
-    glyph is one character to them, whatever its procedure draws) and soft masks' groups."""
+    glyph is one character to them, whatever its procedure draws) and soft masks' groups;
+    and (dictionary, None) of every named property list (BDC /Span /P0: its /Alt, /E or
+    /ActualText is the content's text as much as an inline one)."""
     if not isinstance(resources, pikepdf.Dictionary):
         return
-    for key in ("/XObject", "/Pattern", "/Font", "/ExtGState"):
+    for key in ("/XObject", "/Pattern", "/Font", "/ExtGState", "/Properties"):
         held = resources.get(key)
         if not isinstance(held, pikepdf.Dictionary):
             continue
@@ -83,6 +86,9 @@ def _drawn_by(resources):
                     for proc in procs.values():
                         if isinstance(proc, pikepdf.Stream):
                             yield proc, item.get("/Resources")
+            elif key == "/Properties":
+                if isinstance(item, pikepdf.Dictionary):
+                    yield item, None
             else:
                 mask = item.get("/SMask") if isinstance(item, pikepdf.Dictionary) else None
                 group = mask.get("/G") if isinstance(mask, pikepdf.Dictionary) else None
@@ -91,8 +97,9 @@ def _drawn_by(resources):
 
 
 def _content_streams(page: pikepdf.Page, number: int):
-    """The page's content streams and those it may paint (_drawn_by), each once;
-    Problem "redaction_incomplete" past MAX_FORMS_PER_PAGE of them."""
+    """The page's content streams and those it may paint, and the property lists they
+    may name (_drawn_by), each once; Problem "redaction_incomplete" past
+    MAX_FORMS_PER_PAGE of them."""
     contents = page.obj.get("/Contents")
     stack = list(contents) if isinstance(contents, pikepdf.Array) else [contents]
     resources = [page.obj.get("/Resources")]
@@ -100,7 +107,7 @@ def _content_streams(page: pikepdf.Page, number: int):
     while stack or resources:
         while stack:
             stream = stack.pop()
-            if isinstance(stream, pikepdf.Stream):
+            if isinstance(stream, (pikepdf.Stream, pikepdf.Dictionary)):
                 yield stream
         for stream, held in _drawn_by(resources.pop() if resources else None):
             if stream.is_indirect:
@@ -135,6 +142,27 @@ def _stream_texts(stream: pikepdf.Stream) -> list[str]:
                 found.append(b"".join(bytes(v) for v in item if isinstance(v, pikepdf.String)))
             elif isinstance(item, pikepdf.Dictionary):
                 stack.extend(item.values())
+    return _readings(found, texts)
+
+
+def _property_texts(properties: pikepdf.Dictionary) -> list[str]:
+    """The strings of a named property list, read as _stream_texts reads operands; only
+    its direct parts are followed (a reference may lead anywhere in the document)."""
+    found: list[bytes] = []
+    texts: list[str] = []
+    stack = list(properties.values())
+    while stack:
+        item = stack.pop()
+        if isinstance(item, pikepdf.String):
+            found.append(bytes(item))
+            texts.append(str(item))
+        elif isinstance(item, (pikepdf.Array, pikepdf.Dictionary)) and not item.is_indirect:
+            stack.extend(item.values() if isinstance(item, pikepdf.Dictionary) else item)
+    return _readings(found, texts)
+
+
+def _readings(found: list[bytes], texts: list[str]) -> list[str]:
+    """`texts` and each of `found` read as Latin-1, with and without its NUL bytes."""
     for data in found:
         texts += [data.decode("latin-1"), data.replace(b"\x00", b"").decode("latin-1")]
     return texts
@@ -150,7 +178,8 @@ def _check_bytes(data: bytes, patterns: list[re.Pattern], rebuilt: set[int]) -> 
                 if stream.is_indirect and stream.objgen in clean:
                     continue
                 try:
-                    texts = _stream_texts(stream)
+                    texts = (_stream_texts(stream) if isinstance(stream, pikepdf.Stream)
+                             else _property_texts(stream))
                 except (MemoryError, *OUR_BUGS):
                     raise
                 except Exception:  # noqa: BLE001  undecodable: fail closed, as for pypdf
