@@ -415,3 +415,22 @@ async def test_memory_does_not_grow_with_the_rebuilt_pages():
     assert not isinstance(answer, HttpProblem), answer
     assert answer[0] == "application/pdf"
     assert len(pypdf.PdfReader(io.BytesIO(answer[1])).pages) == 60
+
+
+def test_unused_resources_inherited_from_the_page_tree_go(call):
+    """A form with the term that no page draws, in the page tree's own /Resources."""
+    def inherited(pdf: pikepdf.Pdf) -> None:
+        unused = pdf.make_stream(b"BT /F1 12 Tf 0 0 Td (Unused%s) Tj ET" % TERM.encode(),
+                                 Type=Name.XObject, Subtype=Name.Form,
+                                 BBox=Array([0, 0, 9, 9]))
+        fonts = pdf.pages[0].obj.Resources.Font
+        for page in pdf.pages:
+            del page.obj["/Resources"]
+        pdf.Root.Pages.Resources = Dictionary(Font=fonts, XObject=Dictionary(U=unused))
+
+    doc = _pdf([_lines("first page"), _lines("second page")], extra=inherited)
+    assert TERM.encode() in _everything(doc)
+    answer = call("redact", [doc], terms='["second"]')
+    assert answer.problem is None, answer.manifest
+    assert TERM.encode() not in _everything(answer.file)
+    assert "first page" in _pdfium_texts(answer.file)[0]
