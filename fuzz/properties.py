@@ -587,7 +587,7 @@ def law_sanitize_is_idempotent(service: Service, pdf: bytes) -> None:
 @st.composite
 def pipeable_calls(draw) -> Call:
     """A call of an operation on one valid document, with valid parameters."""
-    name = draw(_names(tuple(n for n, op in OPERATIONS.items()
+    name = draw(_names(tuple(n for n, op in pipeline.STEP_OPERATIONS.items()
                              if op.inputs.min == 1 and "application/pdf" in op.inputs.media_types)))
     return Call(name, (draw(_valid_documents()),), tuple(sorted(draw(_params_of(name)).items())))
 

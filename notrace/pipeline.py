@@ -21,6 +21,7 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
+from notrace import safe
 from notrace.jobs import report_header, report_text
 from notrace.operations.registry import OPERATIONS
 from notrace.operations.spec import Inputs, Operation, Param, ParamError
@@ -29,13 +30,23 @@ from notrace.uploads import SNIFF_BYTES, check_kind, max_files
 from sandbox import Limits, MemFile
 
 __all__ = ["MAX_STEPS", "PIPELINE", "Step", "Pipeline", "parse", "validate", "check_files",
-           "describe", "fit_report", "steps_schema", "ONLY_LAST", "FIRST_ONLY"]
+           "describe", "fit_report", "steps_schema", "ONLY_LAST", "FIRST_ONLY", "NOT_STEPS",
+           "STEP_OPERATIONS"]
 
 MAX_STEPS = 16
 #: The `steps` part's longest text (the upload reader's bound on any text part).
 MAX_STEPS_CHARS = 16 * 1024
 NAME = "pipeline"
 _PDF = "application/pdf"
+
+
+#: Operations that cannot be a step, and why (the 400's words). safe's guarantee IS its
+#: boundaries: the document's child, the server's check of the pixels, a fresh child that
+#: never saw the document; one pipeline job is one child, which would hold all three.
+NOT_STEPS = {safe.NAME: "safe runs its two phases in separate children, which one "
+                        "pipeline job cannot; send it on its own (its answer can be the "
+                        "next request's upload)"}
+STEP_OPERATIONS = {name: op for name, op in OPERATIONS.items() if name not in NOT_STEPS}
 
 
 def _only_last(op: Operation) -> bool:
@@ -48,8 +59,8 @@ def _first_only(op: Operation) -> bool:
     return _PDF not in op.inputs.media_types or op.inputs.min > 1
 
 
-ONLY_LAST = tuple(name for name, op in OPERATIONS.items() if _only_last(op))
-FIRST_ONLY = tuple(name for name, op in OPERATIONS.items() if _first_only(op))
+ONLY_LAST = tuple(name for name, op in STEP_OPERATIONS.items() if _only_last(op))
+FIRST_ONLY = tuple(name for name, op in STEP_OPERATIONS.items() if _first_only(op))
 
 STEPS_PARAM = Param(
     "steps", "string",
@@ -58,7 +69,7 @@ STEPS_PARAM = Param(
     "are those of the operation's own endpoint (text, or JSON numbers and booleans). The "
     "first step takes the uploaded files; the others take the one PDF the step before "
     f"made, so {', '.join(FIRST_ONLY)} can only be first and {', '.join(ONLY_LAST)} only "
-    "last.", max_length=MAX_STEPS_CHARS, secret=True)
+    f"last; {', '.join(sorted(NOT_STEPS))} cannot be a step.", max_length=MAX_STEPS_CHARS, secret=True)
 
 #: What the upload reader needs to read a pipeline request: the most files any first
 #: step takes, of every type an operation takes (each file is checked again against the
@@ -67,8 +78,8 @@ STEPS_PARAM = Param(
 PIPELINE = Operation(
     NAME, "Run several operations in one request and one job (sanitize, then compress, "
     "then encrypt...).",
-    Inputs(min=1, max=max(op.inputs.max for op in OPERATIONS.values()),
-           media_types=tuple(dict.fromkeys(m for op in OPERATIONS.values()
+    Inputs(min=1, max=max(op.inputs.max for op in STEP_OPERATIONS.values()),
+           media_types=tuple(dict.fromkeys(m for op in STEP_OPERATIONS.values()
                                            for m in op.inputs.media_types))),
     (STEPS_PARAM,), "pdf_or_archive", "notrace.operations.pipeline:run_steps")
 
@@ -153,6 +164,8 @@ def _step(index: int, item: Any, count: int) -> Step:
     if not isinstance(item, dict) or not isinstance(item.get("operation"), str) \
             or not set(item) <= {"operation", "params"}:
         raise _bad('must be an object {"operation": NAME, "params": {...}}', step=index)
+    if item["operation"] in NOT_STEPS:
+        raise _bad(NOT_STEPS[item["operation"]], param="operation", step=index)
     op = OPERATIONS.get(item["operation"])
     if op is None:
         raise _bad("no operation of that name; GET /api/v1/operations lists them",
@@ -260,7 +273,8 @@ def describe() -> dict:
     """The catalogue's description of the pipeline (GET /api/v1/operations)."""
     return {"endpoint": f"/api/v1/{NAME}", "summary": PIPELINE.summary,
             "max_steps": MAX_STEPS, "param": STEPS_PARAM.describe(),
-            "first_only": list(FIRST_ONLY), "only_last": list(ONLY_LAST)}
+            "first_only": list(FIRST_ONLY), "only_last": list(ONLY_LAST),
+            "not_steps": sorted(NOT_STEPS)}
 
 
 def _typed_schema(param: Param) -> dict | None:
@@ -288,7 +302,7 @@ def _step_schema(op: Operation) -> dict:
             "additionalProperties": False}
 
 
-def steps_schema(operations: Mapping[str, Operation] = OPERATIONS) -> dict:
+def steps_schema(operations: Mapping[str, Operation] = STEP_OPERATIONS) -> dict:
     """JSON Schema of the `steps` list, generated from the declarations: one alternative
     per operation with its own parameters (OpenAPI; the cross-step rules are in words)."""
     return {"type": "array", "minItems": 1, "maxItems": MAX_STEPS,

@@ -296,6 +296,9 @@ def problem(text: str, files: int = 1) -> HttpProblem:
      {"param": "operation", "step": 1, "operation": "merge"}),
     ('[{"operation": "sanitize"}, {"operation": "from-images"}]',
      {"param": "operation", "step": 1, "operation": "from-images"}),
+    # safe's phases are separate children by design: one job cannot hold them
+    ('[{"operation": "sanitize"}, {"operation": "safe"}]', {"param": "operation", "step": 1}),
+    ('[{"operation": "safe"}]', {"param": "operation", "step": 0}),
 ])
 def test_a_bad_step_is_a_400_naming_it(text, members):
     found = problem(text)

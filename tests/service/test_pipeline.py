@@ -192,7 +192,8 @@ def test_catalogue_openapi_and_docs_describe_it(server):
     steps = form["schema"]["properties"]["steps"]
     assert steps["maxItems"] == 16
     alternatives = {alt["properties"]["operation"]["const"]: alt for alt in steps["items"]["oneOf"]}
-    assert set(alternatives) == set(OPERATIONS)
+    assert set(alternatives) == set(OPERATIONS) - {"safe"}  # never a step: its own phases
+    assert catalogue["pipeline"]["not_steps"] == ["safe"]
     assert set(alternatives["rotate"]["properties"]["params"]["properties"]) == \
         {p.name for p in OPERATIONS["rotate"].params}
     assert form["encoding"]["steps"]["contentType"] == "application/json"
