@@ -14,7 +14,8 @@ Bounds, and why:
 - terms: a JSON list of at most MAX_TERMS strings of at most MAX_TERM_CHARS characters,
   not blank. Plain terms match case-insensitively (unless case_sensitive), their words
   separated by any whitespace or none (PDFium may or may not put a space between two
-  words: redacting a little more is safe, less is not).
+  words: redacting a little more is safe, less is not), and a word also when a hyphen
+  breaks it across lines (_BREAKABLE).
 - regex=true: each term is a Python regular expression. Matching is backtracking, so a
   pattern can be made to take exponential time: patterns are refused (400) when they
   repeat something that itself repeats or alternates ("(a+)+", "(a|ab)*"), use
@@ -126,7 +127,7 @@ def patterns(terms: list[str], *, regex: bool, case_sensitive: bool,
     for k, term in enumerate(terms):
         where = f"term {k + 1}"
         if not regex:
-            source = r"\s*".join(re.escape(word) for word in term.split())
+            source = r"\s*".join(_BREAKABLE.join(map(re.escape, word)) for word in term.split())
         else:
             source = term
             _refuse_bombs(source, flags, where, param)
@@ -139,6 +140,11 @@ def patterns(terms: list[str], *, regex: bool, case_sensitive: bool,
         compiled.append(pattern)
     return compiled
 
+
+#: Between two letters of a plain term: a hyphen that breaks the word across lines, as
+#: pypdf reads it ("-" and the line break), as PDFium does (U+FFFE, the break dropped),
+#: or a soft hyphen (U+00AD). No nested repetition: linear to match.
+_BREAKABLE = "(?:[-\u00ad\ufffe][ \t\r\n]*)?"
 
 _REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT,
             getattr(sre_constants, "POSSESSIVE_REPEAT", sre_constants.MAX_REPEAT)}

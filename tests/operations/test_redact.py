@@ -115,6 +115,9 @@ def test_a_term_is_in_neither_engine_and_other_pages_keep_their_text(call):
     assert [p["page"] for p in regex.report["pages"]] == [3]
     words = call("redact", [THREE], terms='["nothing   here"]')
     assert [p["page"] for p in words.report["pages"]] == [1]
+    # a term a hyphen breaks across lines (PDFium reads U+FFFE there, pypdf "-\n")
+    broken = call("redact", [_pdf([_lines("The Zanzi-", "bar file")])], terms=json.dumps([TERM]))
+    assert broken.report["pages"] == [{"page": 1, "matches": 1, "boxes": 0}]
 
 
 def _device(page, width: int, height: int, x: float, y: float) -> tuple[int, int]:
