@@ -62,7 +62,10 @@ def redact(inputs: list[memoryview], params: dict, *, max_pages: int,
     pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
     flatten_document(pdf)
     stripped = strip_document(pdf)
-    prepared = save_pdf(pdf)
+    # For PDFium only: streams copied as they are, none compressed (qpdf would compress
+    # every uncompressed one, which the final save does anyway: 3 s for fuzz's slow_filter).
+    prepared = save_pdf(pdf, compress_streams=False,
+                        stream_decode_level=pikepdf.StreamDecodeLevel.none)
     scale = params["dpi"] / _POINTS_PER_INCH
     with pdfium.open_document(memoryview(prepared), password=None,
                               max_pages=max_pages) as document:
