@@ -15,9 +15,9 @@ Each batch's PDF (small: Flate images) is copied into a memfd of its own size an
 batches' PDFs are joined by a merge child (at most MAX_JOB_FDS - 1 at once, folded when
 there are more), which never sees the document either. It joins even one batch: phase 2
 maps the memfd phase 1 wrote whole, so a phase-2 child may be the exploit's too, and
-the merge keeps of its pages their box, image and content only (no action, annotation
-or catalog entry reaches the answer; red team: one batch was answered as phase 2 made
-it): no byte a child made is parsed outside a child, and the server
+the merge makes every page anew from its box and its image's data (and OCR's words):
+no action, annotation, catalog entry, font program, filter or drawing of a phase-2
+child reaches the answer (red team: one batch was answered as phase 2 made it): no byte a child made is parsed outside a child, and the server
 holds one batch's pixels at a time. Memory therefore does not grow with the page count
 anywhere: each child holds one batch; the server holds a batch's pixels plus the small
 PDFs made so far.

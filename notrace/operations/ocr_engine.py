@@ -223,25 +223,41 @@ def add_text_layer(pdf, page, words: list, *, image_width: int, image_height: in
     image_width x image_height pixels. The page's own content is wrapped in q/Q first, so
     a graphics state it leaves changed cannot move the layer."""
     import pikepdf
-    from pikepdf import Name, Operator
+    from pikepdf import Operator
 
-    from notrace.operations.stamp import _add_resource, _visual_matrix
+    from notrace.operations.stamp import _visual_matrix
     if not words:
         return
-    matrix, visual_width, visual_height = _visual_matrix(page)
+    _matrix, visual_width, visual_height = _visual_matrix(page)
     sx, sy = visual_width / image_width, visual_height / image_height  # points a pixel
-    font = _add_resource(page, Name.Font, "/NotraceOCR", _glyphless_font(pdf))
-    operations = [([], Operator("q")), (matrix, Operator("cm")), ([], Operator("BT")),
-                  ([3], Operator("Tr"))]
+    shown = []
     for word in words:
         codes = _codes(word.text)
         width, height = (word.x1 - word.x0) * sx, (word.y1 - word.y0) * sy
         size = height  # the font's em is the box's height
         stretch = width / (len(codes) // 2 * _WIDTH / 1000 * size)
         left, bottom = word.x0 * sx, visual_height - word.y1 * sy
-        operations += [([font, size], Operator("Tf")),
-                       ([stretch, 0, 0, 1, left, bottom + _DESCENT * size], Operator("Tm")),
-                       ([pikepdf.String(codes)], Operator("Tj"))]
+        shown += [([None, size], Operator("Tf")),
+                  ([stretch, 0, 0, 1, left, bottom + _DESCENT * size], Operator("Tm")),
+                  ([pikepdf.String(codes)], Operator("Tj"))]
+    append_layer(pdf, page, shown)
+
+
+def append_layer(pdf, page, shown: list) -> None:
+    """Append to `page`'s content an invisible layer (text render mode 3, in the page's
+    visual coordinates) of `shown`: Tf, Tm and Tj operations, each Tf's font operand
+    replaced by this document's glyph-less font. Also how safe's merge remakes the layer
+    of a page a phase-2 child made, from its words' operations alone."""
+    import pikepdf
+    from pikepdf import Name, Operator
+
+    from notrace.operations.stamp import _add_resource, _visual_matrix
+    matrix, _width, _height = _visual_matrix(page)
+    font = _add_resource(page, Name.Font, "/NotraceOCR", _glyphless_font(pdf))
+    operations = [([], Operator("q")), (matrix, Operator("cm")), ([], Operator("BT")),
+                  ([3], Operator("Tr"))]
+    operations += [([font, operands[1]] if str(operator) == "Tf" else operands, operator)
+                   for operands, operator in shown]
     operations += [([], Operator("ET")), ([], Operator("Q"))]
     page.contents_add(pdf.make_stream(b"q\n"), prepend=True)
     page.contents_add(pdf.make_stream(b"Q\n" + pikepdf.unparse_content_stream(operations)))

@@ -13,8 +13,9 @@ them and checks what passes between them); child.run dispatches PHASES by name:
   almost nothing) or JPEG (compression=jpeg: scans and photographs), over the whole
   page, at the original page size in points, and with `ocr` an invisible text layer
   recognised from those pixels (ocr_engine.py);
-- "safe-merge": the batches' PDFs (made by phase-2 children) as one; a merge child never
-  sees the document either.
+- "safe-merge": the batches' PDFs (made by phase-2 children) as one, each page made anew
+  from its size, its image's encoded data and OCR's words (a phase-2 child may have been
+  reached through its pixels); a merge child never sees the document either.
 No metadata reaches the result but a fixed producer; nothing of the document survives
 but its look (links, forms, scripts, attachments, outline, text: see NOT_KEPT).
 
@@ -27,7 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import decimal
 import io
+import math
 import zlib
 
 import pikepdf
@@ -195,19 +198,26 @@ def add_pages(pdf: pikepdf.Pdf, view: memoryview, pages: list, params: dict) -> 
         if offset < 0 or len(pixels) != count:
             raise ValueError("a page's pixels lie outside the input")  # the server's bug
         data, codec = _encode(pixels, width, height, params)
-        image = pdf.make_stream(data, Type=Name.XObject, Subtype=Name.Image, Width=width,
-                                Height=height, ColorSpace=Name.DeviceRGB,
-                                BitsPerComponent=8, Filter=codec)
-        # Made by hand: add_blank_page refuses sides over 14400 points, which PDFium
-        # draws (UserUnit documents) and viewers show.
-        pdf.pages.append(pikepdf.Page(Dictionary(
-            Type=Name.Page, MediaBox=pikepdf.Array([0, 0, width_pt, height_pt]),
-            Resources=Dictionary(XObject=Dictionary(Im0=image)),
-            Contents=pdf.make_stream(b"q %s 0 0 %s 0 0 cm /Im0 Do Q"
-                                     % (_number(width_pt), _number(height_pt))))))
-        page = pdf.pages[-1]
+        page = _image_page(pdf, data, codec, width, height, width_pt, height_pt)
         if params["ocr"]:
             _add_words(pdf, page, pixels, width, height, params)
+
+
+def _image_page(pdf: pikepdf.Pdf, data: bytes, codec: Name, width: int, height: int,
+                width_pt: float, height_pt: float) -> pikepdf.Page:
+    """A new last page of width_pt x height_pt points: one RGB image, `data` encoded by
+    `codec`, width x height pixels, drawn over the whole page, and nothing else."""
+    image = pdf.make_stream(data, Type=Name.XObject, Subtype=Name.Image, Width=width,
+                            Height=height, ColorSpace=Name.DeviceRGB,
+                            BitsPerComponent=8, Filter=codec)
+    # Made by hand: add_blank_page refuses sides over 14400 points, which PDFium
+    # draws (UserUnit documents) and viewers show.
+    pdf.pages.append(pikepdf.Page(Dictionary(
+        Type=Name.Page, MediaBox=pikepdf.Array([0, 0, width_pt, height_pt]),
+        Resources=Dictionary(XObject=Dictionary(Im0=image)),
+        Contents=pdf.make_stream(b"q %s 0 0 %s 0 0 cm /Im0 Do Q"
+                                 % (_number(width_pt), _number(height_pt))))))
+    return pdf.pages[-1]
 
 
 def _encode(pixels: memoryview, width: int, height: int, params: dict) -> tuple[bytes, Name]:
@@ -252,25 +262,75 @@ def build_phase(inputs: list[memoryview], job: dict) -> Output:
 
 
 def merge_phase(inputs: list[memoryview], job: dict) -> Output:
-    """The batches' PDFs (phase 2's, in order) as one. Of each page only what phase 2
-    makes is taken (its box, image and content), never the rest of a page dictionary
-    nor anything of a part's catalog: even a phase-2 child gone wrong (Tesseract on
-    hostile pixels) could not add an annotation or an action here."""
+    """The batches' PDFs (phase 2's, in order) as one, every page made anew
+    (_rebuilt): nothing of a part is copied but its pages' sizes, their images' encoded
+    data and, with OCR, the words of their text layers, so even a phase-2 child gone
+    wrong (Tesseract on hostile pixels) adds no annotation, action, catalog entry, font
+    program, image filter or drawing here."""
     pdf = new_pdf()
     with contextlib.ExitStack() as parts:
         for data in inputs:
             part = parts.enter_context(pikepdf.open(_Reader(data)))
             for page in part.pages:
-                kept = part.make_indirect(pikepdf.Dictionary(
-                    {key: page.obj[key] for key in _PAGE_KEYS if key in page.obj}))
-                copied = pdf.copy_foreign(kept)
-                pdf.pages.append(pikepdf.Page(Dictionary(Type=Name.Page, **{
-                    key[1:]: copied[key] for key in _PAGE_KEYS if key in copied})))
+                _rebuilt(pdf, page, job["params"]["ocr"])
         return finish(pdf, job.get("report"))
 
 
-#: What a page of phase 2 has, and all a merge keeps of it.
-_PAGE_KEYS = ("/MediaBox", "/Resources", "/Contents")
+#: The codecs phase 2 encodes a page's image with (_encode).
+_CODECS = {"/FlateDecode": Name.FlateDecode, "/DCTDecode": Name.DCTDecode}
+#: Of a text layer (ocr_engine.add_text_layer), the operators a merge keeps: each word's
+#: size, place and codes; the layer around them (font, invisible mode) it makes itself.
+_WORD_OPERATORS = {"Tf": 2, "Tm": 6, "Tj": 1}
+
+
+def _rebuilt(pdf: pikepdf.Pdf, part_page: pikepdf.Page, ocr: bool) -> None:
+    """A page like `part_page` (a phase-2 page) at the end of `pdf`, made as phase 2
+    makes one (_image_page) from its MediaBox and its image's encoded data; with `ocr`,
+    its words in a text layer of the merge's own. ValueError for a page that is not one
+    phase 2 makes (that part is not phase 2's work: the job fails)."""
+    box = part_page.obj.get("/MediaBox")
+    resources = part_page.obj.get("/Resources")
+    xobjects = resources.get("/XObject") if isinstance(resources, Dictionary) else None
+    image = xobjects.get("/Im0") if isinstance(xobjects, Dictionary) else None
+    if not (isinstance(box, pikepdf.Array) and len(box) == 4 and box[0] == box[1] == 0
+            and isinstance(image, pikepdf.Stream) and image.get("/Subtype") == Name.Image
+            and image.get("/ColorSpace") == Name.DeviceRGB
+            and image.get("/BitsPerComponent") == 8 and "/DecodeParms" not in image
+            and isinstance(image.get("/Filter"), Name) and str(image.Filter) in _CODECS):
+        raise ValueError("a part's page is not one RGB image as phase 2 makes them")
+    width, height = image.get("/Width"), image.get("/Height")
+    width_pt, height_pt = _finite(box[2]), _finite(box[3])
+    if not (type(width) is int and type(height) is int and width > 0 and height > 0
+            and math.isfinite(width_pt) and math.isfinite(height_pt)):
+        raise ValueError("a part's page has no size")
+    page = _image_page(pdf, image.read_raw_bytes(), _CODECS[str(image.Filter)], width,
+                       height, width_pt, height_pt)
+    if ocr:
+        words = [(_word_operands(str(operator), operands), operator)
+                 for operands, operator in pikepdf.parse_content_stream(part_page)
+                 if len(operands) == _WORD_OPERATORS.get(str(operator))]
+        if words:
+            ocr_engine.append_layer(pdf, page, words)
+
+
+def _word_operands(operator: str, operands) -> list:
+    """A word operation's operands, checked: Tj's codes (a string), Tf's size (its font
+    is the merge's own) and Tm's matrix as finite numbers. ValueError otherwise."""
+    if operator == "Tj":
+        if not isinstance(operands[0], pikepdf.String):
+            raise ValueError("a part's text layer shows something else than codes")
+        return [pikepdf.String(bytes(operands[0]))]
+    numbers = [_finite(v) for v in operands[operator == "Tf":]]
+    if not all(map(math.isfinite, numbers)):
+        raise ValueError("a part's text layer places words with something else than numbers")
+    return [None, *numbers] if operator == "Tf" else numbers
+
+
+def _finite(value) -> float:
+    """A PDF number (pikepdf: int or Decimal) as a float; NaN for anything else."""
+    if isinstance(value, (int, decimal.Decimal)) and not isinstance(value, bool):
+        return float(value)
+    return math.nan
 
 
 class _Reader(io.RawIOBase):

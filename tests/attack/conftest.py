@@ -3,6 +3,7 @@ entries, and counts of what the trusted processes hold (fds, children, zombies).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -90,20 +91,26 @@ def zombies(pid: int) -> list[int]:
     return found
 
 
-@pytest.fixture(scope="session")
-def hostile_server():
-    """A real `notrace serve` (real sandbox, real HTTP on loopback) whose children obey
-    attack orders (tests.attack.child_entry). Small bounds, so attacks reach them fast."""
-    server = Server({"NOTRACE_WORKERS": "2", "NOTRACE_QUEUE": "4",
-                     "NOTRACE_UPLOAD_TIMEOUT_S": "2", "NOTRACE_MAX_UPLOAD_MB": "8",
-                     "NOTRACE_MAX_INFLIGHT_MB": "16", "NOTRACE_CHILD_WALL_S": "10",
-                     "NOTRACE_ANSWER_STALL_S": "3"},
-                    wrapper=[sys.executable, "-m", "tests.attack.hostile_server"])
+@contextlib.contextmanager
+def hostile_serving(env: dict[str, str]):
+    """A real `notrace serve` (real sandbox, real HTTP on loopback) with these settings,
+    whose children obey attack orders (tests.attack.child_entry)."""
+    server = Server(env, wrapper=[sys.executable, "-m", "tests.attack.hostile_server"])
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def hostile_server():
+    """A hostile server with small bounds, so attacks reach them fast."""
+    with hostile_serving({"NOTRACE_WORKERS": "2", "NOTRACE_QUEUE": "4",
+                          "NOTRACE_UPLOAD_TIMEOUT_S": "2", "NOTRACE_MAX_UPLOAD_MB": "8",
+                          "NOTRACE_MAX_INFLIGHT_MB": "16", "NOTRACE_CHILD_WALL_S": "10",
+                          "NOTRACE_ANSWER_STALL_S": "3"}) as server:
+        yield server
 
 
 def order(attack: dict) -> bytes:

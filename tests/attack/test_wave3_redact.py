@@ -16,6 +16,7 @@ from pikepdf import Array, Dictionary, Name
 
 from notrace.operations import OPERATIONS, redact_leaks
 from notrace.operations.child import run
+from tests.operations.test_redact import _everything
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -125,7 +126,7 @@ def test_a_term_drawn_where_no_text_engine_looks_is_never_answered(paint):
     # all_pages=true rebuilds the page from pixels: answered, the term nowhere.
     manifest, body = _redact(document, all_pages="true")
     assert manifest.get("problem") is None, manifest
-    assert TERM.encode() not in _decoded(body)
+    assert TERM.encode() not in _everything(body)
 
 
 @pytest.mark.parametrize("paint", [_cell, _glyph, _mask, _named("Alt"), _named("E")],
@@ -136,7 +137,7 @@ def test_the_same_content_without_the_term_is_answered(paint):
     manifest, body = _redact(_document(paint("Pemba"), pages=30))
     assert manifest.get("problem") is None, manifest
     assert manifest["report"]["rebuilt"] == 0
-    assert b"Pemba" in _decoded(body) + body   # kept: the page was left as it was
+    assert b"Pemba" in _everything(body) + body   # kept: the page was left as it was
 
 
 def test_a_page_drawing_too_many_streams_to_read_fails_closed(monkeypatch):
@@ -155,11 +156,3 @@ def test_a_page_drawing_too_many_streams_to_read_fails_closed(monkeypatch):
     assert manifest.get("problem") == "redaction_incomplete", manifest
     assert "all_pages=true" in manifest["detail"] and body is None
 
-
-def _decoded(data: bytes) -> bytes:
-    parts = []
-    with pikepdf.open(io.BytesIO(data)) as pdf:
-        for obj in pdf.objects:
-            if isinstance(obj, pikepdf.Stream):
-                parts.append(obj.read_bytes())
-    return b"\n".join(parts)

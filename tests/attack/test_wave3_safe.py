@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import time
+import zlib
 
 import pikepdf
 import pytest
 from pikepdf import Array, Dictionary, Name, String
 
-from tests.attack.conftest import memfds, order, server_pids
-from tests.service.server import Server
+from tests.attack.conftest import hostile_serving, memfds, order, server_pids
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,6 +66,65 @@ def test_a_lying_phase_two_cannot_put_active_content_in_a_one_batch_answer(hosti
     assert report["pages"] == 1 and report["batches"] == 1   # the server's, not phase 2's
 
 
+def _dressed_pdf() -> bytes:
+    """A page as phase 2 makes one (a 1 x 1 image Im0 over 72 x 72 points) plus what a
+    phase-2 child gone wrong may add without an action: an embedded font program, a
+    JBIG2 image and visible text drawn with them."""
+    pdf = pikepdf.new()
+    font = pdf.make_indirect(Dictionary(
+        Type=Name.Font, Subtype=Name.TrueType, BaseFont=Name.Evil,
+        FontDescriptor=Dictionary(Type=Name.FontDescriptor, FontName=Name.Evil, Flags=32,
+                                  FontFile2=pdf.make_stream(b"EVILFONTPROGRAM"))))
+    jbig2 = pdf.make_stream(b"EVILJBIG2", Type=Name.XObject, Subtype=Name.Image, Width=1,
+                            Height=1, BitsPerComponent=1, ColorSpace=Name.DeviceGray,
+                            Filter=Name.JBIG2Decode)
+    image = pdf.make_stream(zlib.compress(b"\xff" * 3), Type=Name.XObject,
+                            Subtype=Name.Image, Width=1, Height=1,
+                            ColorSpace=Name.DeviceRGB, BitsPerComponent=8,
+                            Filter=Name.FlateDecode)
+    pdf.pages.append(pikepdf.Page(Dictionary(
+        Type=Name.Page, MediaBox=Array([0, 0, 72, 72]),
+        Resources=Dictionary(XObject=Dictionary(Im0=image, Im1=jbig2),
+                             Font=Dictionary(F1=font)),
+        Contents=pdf.make_stream(b"/Im1 Do BT /F1 12 Tf 1 0 0 1 5 5 Tm (visible) Tj ET"))))
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("ocr", [False, True])
+def test_a_lying_phase_two_cannot_put_fonts_filters_or_drawings_in_the_answer(
+        hostile_server, ocr):
+    """Dangerzone's promise is pixels only: the merge copied a phase-2 page's resources
+    and content whole (an embedded font program, a JBIG2 image, visible text reached the
+    client). Now each page is made anew from its box and its image's data; with OCR the
+    words' operations are kept, in the merge's own invisible layer and glyph-less font."""
+    manifest = {"media_type": "application/pdf", "filename": "safe.pdf", "report": {},
+                "files": 1}
+    phase2 = {"do": "answer_bytes",
+              "hex": [json.dumps(manifest).encode().hex(), _dressed_pdf().hex()]}
+    reply = hostile_server.post("safe", [order(
+        {"do": "safe_pixels", "points": 72, "dpi": 72, "next": phase2})],
+        params={"dpi": "72", "ocr": str(ocr).lower()})
+    assert reply.status == 200, (reply.status, reply.body[:300])
+    assert b"EVIL" not in reply.body
+    with pikepdf.open(io.BytesIO(reply.body)) as pdf:
+        page = pdf.pages[0]
+        assert set(page.obj.Resources.XObject.keys()) == {"/Im0"}
+        assert page.obj.Resources.XObject.Im0.Filter == Name.FlateDecode
+        contents = b"".join(stream.read_bytes() for stream in (
+            page.obj.Contents if isinstance(page.obj.Contents, Array)
+            else [page.obj.Contents]))
+        fonts = page.obj.Resources.get("/Font", Dictionary())
+        if not ocr:
+            assert contents == b"q 72 0 0 72 0 0 cm /Im0 Do Q" and not fonts
+        else:
+            assert set(fonts.keys()) == {"/NotraceOCR"}
+            assert b"3 Tr" in contents and b"(visible) Tj" in contents
+            assert b"/Im1" not in contents and b"/F1 " not in contents
+            assert "/FontFile2" not in repr(fonts.NotraceOCR.DescendantFonts[0])
+
+
 def test_a_real_one_batch_conversion_still_answers(hostile_server):
     """The merge now joins even one batch: a real document still converts."""
     from tests.pdfs import make_pdf
@@ -95,14 +153,9 @@ def test_a_phase_one_that_sends_one_page_a_batch_is_stopped_at_the_second(hostil
 @pytest.fixture(scope="module")
 def small_server():
     """A hostile server whose children may answer 4 MiB: batches of 1.5 MiB of pixels."""
-    server = Server({"NOTRACE_WORKERS": "2", "NOTRACE_CHILD_OUTPUT_MB": "4",
-                     "NOTRACE_CHILD_WALL_S": "10"},
-                    wrapper=[sys.executable, "-m", "tests.attack.hostile_server"])
-    server.start()
-    try:
+    with hostile_serving({"NOTRACE_WORKERS": "2", "NOTRACE_CHILD_OUTPUT_MB": "4",
+                          "NOTRACE_CHILD_WALL_S": "10"}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_batch_pdfs_the_answer_cannot_hold_are_not_kept_by_the_server(small_server):

@@ -243,24 +243,50 @@ async def test_hostile_pixel_streams_crash_their_job_and_the_sandbox_keeps_servi
         assert report["pages"] == 1
 
 
+def _as_phase_two(data: bytes) -> bytes:
+    """The document with a 1 x 1 white image Im0 on each page, at a MediaBox from 0, 0:
+    what a phase-2 page has, beside whatever else the document has."""
+    import zlib
+    with _pdf(data) as pdf:
+        for page in pdf.pages:
+            box = page.obj.MediaBox
+            page.obj.MediaBox = pikepdf.Array([0, 0, box[2] - box[0], box[3] - box[1]])
+            image = pdf.make_stream(zlib.compress(b"\xff" * 3), Type=pikepdf.Name.XObject,
+                                    Subtype=pikepdf.Name.Image, Width=1, Height=1,
+                                    ColorSpace=pikepdf.Name.DeviceRGB, BitsPerComponent=8,
+                                    Filter=pikepdf.Name.FlateDecode)
+            if "/Resources" not in page.obj:
+                page.obj.Resources = pikepdf.Dictionary()
+            if "/XObject" not in page.obj.Resources:
+                page.obj.Resources.XObject = pikepdf.Dictionary()
+            page.obj.Resources.XObject.Im0 = image
+        out = io.BytesIO()
+        pdf.save(out)
+    return out.getvalue()
+
+
 def test_the_merge_keeps_only_what_phase_two_makes_of_a_page():
-    """A part from a phase-2 child gone wrong, with an annotation, an action and a
-    catalog of its own: the merge takes the pages' box, image and content only."""
+    """A part from a phase-2 child gone wrong, with an annotation, an action, text, a
+    font and a catalog of its own: the merge makes each page anew from its box and its
+    image's data only. A part whose page is not one image fails the job."""
     from notrace.operations.safe import merge_phase
-    part = _pdf(pdfs.make_active_pdf(1))
-    good = pdfs.make_pdf(1)
-    out = io.BytesIO()
-    part.save(out)
-    output = merge_phase([memoryview(good), memoryview(out.getvalue())], {"report": None})
+    job = {"report": None, "params": {"ocr": False}}
+    part = _as_phase_two(pdfs.make_active_pdf(1))
+    good = _as_phase_two(pdfs.make_pdf(1))
+    output = merge_phase([memoryview(good), memoryview(part)], job)
     merged = _pdf(bytes(output.files[0].data))
     assert len(merged.pages) == 2
     for page in merged.pages:
         assert set(page.obj.keys()) <= {"/Type", "/Parent", "/MediaBox", "/Resources",
                                          "/Contents"}
+        assert set(page.obj.Resources.keys()) == {"/XObject"}
+        assert page.obj.Contents.read_bytes() == b"q 612 0 0 792 0 0 cm /Im0 Do Q"
     assert set(merged.Root.keys()) == {"/Type", "/Pages"}
     text = _all_objects_text(merged)
     for name in ("open_action", "javascript", "page_aa", "link", "embedded_file"):
         assert pdfs.MARKERS[name].encode() not in text, name
+    with pytest.raises(ValueError):
+        merge_phase([memoryview(pdfs.make_pdf(1))], job)
 
 
 @pytest.mark.timeout(120)
