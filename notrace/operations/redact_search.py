@@ -4,7 +4,7 @@ A page's characters come as `text` reads them (text._chars: one character per PD
 character index, its line-break hyphens included), bounded like `text` (text._Budget:
 a page over MAX_PAGE_CHARS characters is "too_large"). A match's characters are
 grouped by line and each group becomes one rectangle: the union of the characters'
-loose boxes (font ascent to descent, the whole advance), padded by PAD_PT, in PDF points
+loose boxes (font ascent to descent, the whole advance), padded (_padded), in PDF points
 of the page's own unrotated coordinates. A character PDFium gives no finite box
 (degenerate text matrix) adds nothing; the page is rebuilt anyway, so its text goes,
 whatever pixels it drew stay (see the README's limitations).
@@ -23,8 +23,10 @@ __all__ = ["Rect", "PAD_PT", "Budget", "page_chars", "char_box", "term_rects"]
 
 #: (x0, y0, x1, y1) in PDF points, x0 <= x1, y0 <= y1
 Rect = tuple[float, float, float, float]
-#: Points added around each matched group: antialiased glyph edges and hairline overhangs.
+#: Points added around each matched group (at least): antialiased edges, hairlines.
 PAD_PT = 1.0
+#: ... or this share of the group's height, when more (a 40 pt italic: 4.6 pt).
+PAD_SHARE = 0.1
 
 
 def page_chars(text_page, number: int, budget: Budget) -> str:
@@ -75,5 +77,12 @@ def term_rects(text_page, chars: str, patterns: list[re.Pattern]) -> tuple[int, 
                 group = box
             if group is not None:
                 rects.append(group)
-    padded = [(x0 - PAD_PT, y0 - PAD_PT, x1 + PAD_PT, y1 + PAD_PT) for x0, y0, x1, y1 in rects]
-    return matches, padded
+    return matches, [_padded(rect) for rect in rects]
+
+
+def _padded(rect: Rect) -> Rect:
+    """`rect` grown by PAD_PT, or by PAD_SHARE of its height when more: glyphs may ink
+    beyond their loose box (italic overhangs, swashes, stroked text)."""
+    x0, y0, x1, y1 = rect
+    pad = max(PAD_PT, PAD_SHARE * (y1 - y0))
+    return x0 - pad, y0 - pad, x1 + pad, y1 + pad

@@ -437,3 +437,50 @@ def test_unused_resources_inherited_from_the_page_tree_go(call):
     assert answer.problem is None, answer.manifest
     assert TERM.encode() not in _everything(answer.file)
     assert "first page" in _pdfium_texts(answer.file)[0]
+
+
+def _lying_font(pdf: pikepdf.Pdf) -> pikepdf.Object:
+    """A non-embedded font whose descriptor claims glyphs a fifth of their real height."""
+    return pdf.make_indirect(Dictionary(
+        Type=Name.Font, Subtype=Name.TrueType, BaseFont=Name("/Arial,BoldItalic"),
+        FirstChar=32, LastChar=126, Widths=Array([600] * 95),
+        FontDescriptor=Dictionary(Type=Name.FontDescriptor, FontName=Name("/Arial,BoldItalic"),
+                                  Flags=32 + 64, FontBBox=Array([0, 0, 600, 150]),
+                                  ItalicAngle=-12, Ascent=150, Descent=0, CapHeight=140,
+                                  StemV=80)))
+
+
+@pytest.mark.parametrize("style", [b"", b"1 Tr 2 w ", b"7 Ts ", b"lying"])
+def test_every_pixel_the_term_inked_is_painted(call, style):
+    """Large oblique text (plain, stroked thick, raised, in a font whose metrics lie):
+    each pixel the term's glyphs darkened in the original (inside its glyphs' tight
+    boxes, grown a little for the stroke) is the paint colour in the result; the words
+    around it are still there."""
+    def oblique(pdf: pikepdf.Pdf) -> None:
+        pdf.pages[0].obj.Resources.Font.F2 = _lying_font(pdf) if style == b"lying" else \
+            pdf.make_indirect(Dictionary(Type=Name.Font, Subtype=Name.Type1,
+                                         BaseFont=Name("/Helvetica-BoldOblique")))
+    if style == b"lying":
+        style = b""
+
+    content = (b"BT /F2 40 Tf %s20 120 Td (left %s right) Tj ET" % (style, TERM.encode()))
+    doc = _pdf([content], size=(600, 250), extra=oblique)
+    answer = call("redact", [doc], terms=json.dumps([TERM]), color="ff0000", dpi=72)
+    assert answer.problem is None and answer.report["rebuilt"] == 1, answer.manifest
+    original, result = pypdfium2.PdfDocument(doc), pypdfium2.PdfDocument(answer.file)
+    before = original[0].render(scale=1).to_pil().convert("L")
+    after = result[0].render(scale=1).to_pil().convert("RGB")
+    text_page = original[0].get_textpage()
+    start = text_page.get_text_range().index(TERM)
+    glyphs = [text_page.get_charbox(i) for i in range(start, start + len(TERM))]
+    grow = 3  # points: half the stroke and the antialiased edge
+    x0, x1 = min(g[0] for g in glyphs) - grow, max(g[2] for g in glyphs) + grow
+    y0, y1 = min(g[1] for g in glyphs) - grow, max(g[3] for g in glyphs) + grow
+    inked = [(x, y) for x in range(int(x0), int(x1) + 1) for y in range(250 - int(y1), 250 - int(y0))
+             if 0 <= x < 600 and 0 <= y < 250 and before.getpixel((x, y)) < 200]
+    assert len(inked) > 100
+    assert all(after.getpixel(p) == (255, 0, 0) for p in inked), \
+        [p for p in inked if after.getpixel(p) != (255, 0, 0)][:5]
+    assert any(sum(after.getpixel((x, y))) < 200 for x in range(20, 100) for y in range(90, 140))
+    original.close()
+    result.close()
