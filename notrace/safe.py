@@ -42,7 +42,7 @@ from typing import Callable, Generator
 from notrace.jobs import manifest_limit, pixel_limits
 from notrace.operations import pixelstream
 from notrace.operations.raster import PixelLimits
-from notrace.operations.safe import batch_bytes, report
+from notrace.operations.safe import batch_bytes, batch_pages, report
 from notrace.settings import Settings
 from sandbox import Limits, MemFile, Result
 from sandbox.layers.rlimits import MAX_JOB_FDS
@@ -118,14 +118,15 @@ def jobs(document: MemFile, validated: dict,
                 try:
                     batch = _check(drawn, first, document_pages, validated["dpi"], limits,
                                    settings.max_pages)
-                    _check_full(previous, batch, budget)
+                    _check_full(previous, batch, budget, batch_pages(validated))
                 except pixelstream.StreamError as exc:
                     return costs.onto(Result("crashed", reason=f"phase 1 sent an invalid "
                                              f"pixel stream: {exc}"))
                 batches += 1
                 last = batch.end == batch.document_pages
                 answer = report(validated, batch.document_pages, batches) if last else None
-                start, previous = drawn.outputs.span(1)
+                start, length = drawn.outputs.span(1)
+                previous = (length, len(batch.pages))
                 with HandedOn(fd=os.dup(drawn.outputs.fileno())) as pixels:
                     built = yield ([pixels], {**base, "operation": "safe-build",
                                               "pages": [p.to_list(start) for p in batch.pages],
@@ -152,13 +153,18 @@ def jobs(document: MemFile, validated: dict,
         _close(pdfs)
 
 
-def _check_full(previous: int | None, batch: pixelstream.Batch, budget: int) -> None:
-    """StreamError unless the batch before (a stream of `previous` bytes) was full:
-    phase 1 stops a batch only where the next page does not fit the budget
-    (operations/safe._choose). Otherwise a lying phase 1 could send a page a batch, and
-    one request would cost two children a page (each allowed its whole wall limit)."""
-    if previous is not None and (previous + pixelstream.PAGE_HEADER.size
-                                 + batch.pages[0].size <= budget):
+def _check_full(previous: tuple[int, int] | None, batch: pixelstream.Batch, budget: int,
+                most_pages: int) -> None:
+    """StreamError unless the batch before (previous: its stream's bytes and pages) was
+    full: phase 1 stops a batch only at `most_pages` pages (batch_pages) or where the
+    next page does not fit the budget (operations/safe._choose). Otherwise a lying
+    phase 1 could send a page a batch, and one request would cost two children a page
+    (each allowed its whole wall limit)."""
+    if previous is None:
+        return
+    length, pages = previous
+    if pages < most_pages and (length + pixelstream.PAGE_HEADER.size
+                               + batch.pages[0].size <= budget):
         raise pixelstream.StreamError("a batch before this one stopped short of the budget")
 
 

@@ -190,3 +190,17 @@ def test_a_real_document_of_several_batches_still_converts(small_server):
     assert report["pages"] == 6 and report["batches"] == 6
     with pikepdf.open(io.BytesIO(reply.body)) as pdf:
         assert len(pdf.pages) == 6
+
+
+def test_ocr_batches_of_a_few_pages_are_full_batches(hostile_server):
+    """With ocr a batch stops at OCR_BATCH_PAGES pages, however few bytes: such a batch
+    is full too (the first version of the check refused every OCR conversion of more
+    pages than one batch takes)."""
+    from notrace.operations.safe import OCR_BATCH_PAGES
+    from tests.pdfs import make_pdf
+    pages = 2 * OCR_BATCH_PAGES + 1
+    reply = hostile_server.post("safe", [make_pdf(pages, size=(200, 200))],
+                                params={"dpi": "72", "ocr": "true"})
+    assert reply.status == 200, (reply.status, reply.body[:300])
+    report = json.loads(reply.headers["x-notrace-report"])
+    assert report["pages"] == pages and report["batches"] == 3
