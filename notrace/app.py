@@ -34,12 +34,14 @@ __all__ = ["make_app", "make_sandbox"]
 #: Run once in the fork server before any child exists: the operations' first-use imports
 #: and caches (and whatever a confined child could not load itself: it opens no file).
 WARMUP = "notrace.operations.child:warm_up"
+#: The job of dummy data every warm child runs, confined, before it is ready.
+CANARY = "notrace.canary:canary"
 
 
 def make_sandbox(settings: Settings) -> Sandbox:
     """The one Sandbox that runs every operation (server and CLI alike)."""
     return Sandbox(ENTRY, limits=sandbox_limits(settings), workers=settings.workers,
-                   queue=settings.queue, warmup=WARMUP)
+                   queue=settings.queue, warmup=WARMUP, canary=CANARY)
 
 
 async def _hygiene_ctx(app: web.Application) -> AsyncIterator[None]:
