@@ -104,6 +104,9 @@ def jobs(document: MemFile, validated: dict,
     limits = pixel_limits(settings)
     budget, most = batch_bytes(settings.child_output_mb, settings.child_memory_mb)
     base = {"params": validated, "max_pages": settings.max_pages}
+    # Phase 2 and the merge never open the document: they are not told its password (one
+    # reached through its pixels could write it into the answer the user trusts).
+    blind = {**base, "params": {k: v for k, v in validated.items() if k != "password"}}
     costs, pdfs = _Costs(), []
     first, document_pages, batches, previous = 0, None, 0, None
     try:
@@ -128,7 +131,7 @@ def jobs(document: MemFile, validated: dict,
                 start, length = drawn.outputs.span(1)
                 previous = (length, len(batch.pages))
                 with HandedOn(fd=os.dup(drawn.outputs.fileno())) as pixels:
-                    built = yield ([pixels], {**base, "operation": "safe-build",
+                    built = yield ([pixels], {**blind, "operation": "safe-build",
                                               "pages": [p.to_list(start) for p in batch.pages],
                                               "report": None}, None)
             costs.add(built)
@@ -139,7 +142,7 @@ def jobs(document: MemFile, validated: dict,
                 return costs.onto(Result("output_too_large", reason="the batches' PDFs "
                                          "already exceed what the answer may hold"))
             if len(pdfs) == MAX_MERGE_INPUTS or last:
-                merged = yield (pdfs, {**base, "operation": "safe-merge",
+                merged = yield (pdfs, {**blind, "operation": "safe-merge",
                                        "report": answer}, None)
                 costs.add(merged)
                 _close(pdfs)

@@ -105,6 +105,13 @@ def answer_bytes(inputs, params):
     return [bytes.fromhex(item) for item in params["hex"]]
 
 
+def answer_if_given(inputs, params):
+    """Answer params["given"] (outputs as hex) when the job's params carry
+    params["key"] in their "params", else params["absent"]: what a child was told."""
+    held = params.get("job", {}).get("params", {})
+    return answer_bytes(inputs, {"hex": params["given" if params["key"] in held else "absent"]})
+
+
 def safe_pixels(inputs, params):
     """safe's phase 1 gone wrong: pixel streams the server's check accepts, of a document
     of params["pages"] (default 1) white pages params["points"] square at params["dpi"],

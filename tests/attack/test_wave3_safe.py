@@ -204,3 +204,22 @@ def test_ocr_batches_of_a_few_pages_are_full_batches(hostile_server):
     assert reply.status == 200, (reply.status, reply.body[:300])
     report = json.loads(reply.headers["x-notrace-report"])
     assert report["pages"] == pages and report["batches"] == 3
+
+
+def _problem(code: str) -> list[str]:
+    return [json.dumps({"problem": code, "detail": code}).encode().hex()]
+
+
+def test_the_document_password_reaches_only_the_child_that_opens_the_document(
+        hostile_server):
+    """Phase 2 and the merge never read the document, so they are never told its
+    password: a phase-2 child gone wrong could otherwise write it into the answer (an
+    OCR word, pixels) that the user believes clean. The probe answers password-wrong
+    when its job's params hold a password."""
+    probe = {"do": "answer_if_given", "key": "password",
+             "given": _problem("password_wrong"), "absent": _problem("bad_parameter")}
+    reply = hostile_server.post("safe", [order(
+        {"do": "safe_pixels", "points": 72, "dpi": 72, "next": probe})],
+        params={"dpi": "72"}, headers={"X-Notrace-Password": "Qx7-phase-one-only"})
+    assert reply.status in (400, 422), (reply.status, reply.body[:300])
+    assert not reply.problem_type.endswith("/password-wrong"), reply.body[:300]
