@@ -19,7 +19,9 @@ Bounds, and why:
 - regex=true: each term is a Python regular expression. Matching is backtracking, so a
   pattern can be made to take exponential time: patterns are refused (400) when they
   repeat something that itself repeats or alternates ("(a+)+", "(a|ab)*"), use
-  backreferences, or can match the empty text. What is left can still be slow
+  backreferences, or can match the empty text, and when the character classes of all
+  terms span more than MAX_CLASS_SPAN code points (compiling walks each one, and the
+  server compiles on its event loop). What is left can still be slow
   (polynomial: "\\w*\\w*\\w*x" on a page of 200,000 letters): the search then runs into the
   child's CPU limit and the job ends as 422 cpu-limit, like any document too costly.
 """
@@ -43,6 +45,11 @@ MAX_BOXES_TEXT = 16000   # characters of JSON: a text part is at most 16 KiB
 MAX_TERMS = 32
 MAX_TERM_CHARS = 200
 MAX_TERMS_TEXT = 8000
+#: Code points the character classes of all regex terms may span, below U+10000. The
+#: server compiles every pattern on its event loop, and Python's compiler walks each
+#: code point of a class's range (about 15 ms a full-plane class without case): 32
+#: terms of 39 such classes held the loop for 13 s. This is three full-plane classes.
+MAX_CLASS_SPAN = 200_000
 MAX_PAGE = 1_000_000
 #: Resolution of redacted pages: 150 dpi keeps print quality; 300 is the bound (a Letter
 #: page is 8.4 megapixels there, within raster.MAX_PAGE_PIXELS).
@@ -124,13 +131,17 @@ def patterns(terms: list[str], *, regex: bool, case_sensitive: bool,
     """One compiled pattern per term (see the module doc). Raises ParamError."""
     flags = 0 if case_sensitive else re.IGNORECASE
     compiled = []
+    span = 0
     for k, term in enumerate(terms):
         where = f"term {k + 1}"
         if not regex:
             source = r"\s*".join(_BREAKABLE.join(map(re.escape, word)) for word in term.split())
         else:
             source = term
-            _refuse_bombs(source, flags, where, param)
+            span += _refuse_bombs(source, flags, where, param)
+            if span > MAX_CLASS_SPAN:
+                raise ParamError(param, f"{where}: the character classes of the terms span "
+                                        f"more than {MAX_CLASS_SPAN} characters")
         try:
             pattern = re.compile(source, flags)
         except (re.error, RecursionError, OverflowError):
@@ -169,19 +180,24 @@ def _children(op, av) -> list:
     return []
 
 
-def _refuse_bombs(source: str, flags: int, where: str, param: str) -> None:
+def _refuse_bombs(source: str, flags: int, where: str, param: str) -> int:
     """ParamError for a backreference, or a repetition (more than once) of something
     that repeats or alternates: the shapes whose backtracking is exponential. Iterative;
-    the pattern is at most MAX_TERM_CHARS long."""
+    the pattern is at most MAX_TERM_CHARS long. Answers the code points below U+10000
+    its character classes' ranges span (what compiling it costs: MAX_CLASS_SPAN)."""
     try:
         parsed = sre_parser.parse(source, flags)
     except (re.error, RecursionError, OverflowError):
         raise ParamError(param, f"{where} is not a valid regular expression") from None
     # (subpattern, inside a repetition?)
     stack = [(parsed, False)]
+    span = 0
     while stack:
         subpattern, repeated = stack.pop()
         for op, av in subpattern:
+            if op == sre_constants.IN:
+                span += sum(min(item[1], _PLANE_END) - item[0] + 1 for kind, item in av
+                            if kind == sre_constants.RANGE and item[0] <= _PLANE_END)
             if op in _BACKREFERENCES:
                 raise ParamError(param, f"{where}: backreferences are not allowed")
             if repeated and (op in _REPEATS and av[1] > 1 or op == sre_constants.BRANCH):
@@ -189,6 +205,12 @@ def _refuse_bombs(source: str, flags: int, where: str, param: str) -> None:
                                         "(catastrophic backtracking): not allowed")
             inner = repeated or (op in _REPEATS and av[1] > 1)
             stack.extend((child, inner) for child in _children(op, av))
+    return span
+
+
+#: The last code point of the plane the compiler walks range by range (it keeps the
+#: rest of a range as one item).
+_PLANE_END = 0xFFFF
 
 
 def spans(pattern: re.Pattern, text: str) -> list[tuple[int, int]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pikepdf
 import pypdfium2
@@ -16,7 +17,9 @@ from pikepdf import Array, Dictionary, Name
 
 from notrace.operations import OPERATIONS, redact_leaks
 from notrace.operations.child import run
+from notrace.operations.redact_params import check_redact
 from tests.operations.test_redact import _everything
+from tests.pdfs import make_pdf
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -156,3 +159,31 @@ def test_a_page_drawing_too_many_streams_to_read_fails_closed(monkeypatch):
     assert manifest.get("problem") == "redaction_incomplete", manifest
     assert "all_pages=true" in manifest["detail"] and body is None
 
+
+
+_PLANE = "[ -\U0010FFFF]"   # one character class over (almost) every code point
+
+
+def test_regex_terms_that_are_costly_to_compile_are_refused_before_they_stall_the_server(
+        hostile_server):
+    """The server compiles every regex term on its event loop (the 400 for a bad one
+    comes before any job), and Python's compiler walks each code point of a class's
+    range: 32 terms of 39 full-plane classes, a 7 KB request, held the loop 13 s here
+    (every other client waited). Such terms are now a 400 naming terms, at once."""
+    terms = [_PLANE * 39 + chr(0x100 + k) for k in range(32)]
+    started = time.monotonic()
+    reply = hostile_server.post("redact", [make_pdf(1)],
+                                params={"terms": json.dumps(terms, ensure_ascii=False),
+                                        "regex": "true"})
+    assert time.monotonic() - started < 2
+    assert reply.status == 400 and reply.problem_type.endswith("/bad-parameter")
+    assert reply.json()["param"] == "terms" and _PLANE not in reply.body.decode()
+
+
+def test_wide_but_common_character_classes_are_still_terms():
+    """The bound leaves room for real patterns: mail addresses, CJK words, classes over a
+    whole plane."""
+    terms = ["[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}", "[\u4e00-\u9fff]{2,4}",
+             "[^\\s]+x", _PLANE + "a", _PLANE + "b"]
+    check_redact({"boxes": None, "terms": json.dumps(terms), "regex": True,
+                  "case_sensitive": False})
