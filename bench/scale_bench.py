@@ -245,6 +245,7 @@ def charts(rows: list[dict], rates: list[dict], title: str, out: Path) -> list[P
                 label=f"{operation} in-process")
     ax.set(xscale="log", yscale="log", xlabel="pages", ylabel="wall time, ms (median)",
            title=f"Time against pages\n{title}")
+    ax.title.set_fontsize(9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     paths.append(out / "scale_time.png")
@@ -261,6 +262,7 @@ def charts(rows: list[dict], rates: list[dict], title: str, out: Path) -> list[P
     ax.plot([p for p, _ in inputs], [mb for _, mb in inputs], "k:", label="input size MB")
     ax.set(xscale="log", yscale="log", xlabel="pages", ylabel="child peak RSS, MB",
            title=f"Child peak memory against pages\n{title}")
+    ax.title.set_fontsize(9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     paths.append(out / "scale_memory.png")
@@ -276,6 +278,7 @@ def charts(rows: list[dict], rates: list[dict], title: str, out: Path) -> list[P
                     color=f"C{i}", label=workload)
         ax.set(xscale="log", xticks=list(CLIENTS), xlabel="concurrent HTTP clients",
                ylabel="requests/s", title=f"Throughput against clients (2 workers)\n{title}")
+        ax.title.set_fontsize(9)
         ax.set_xticklabels([str(c) for c in CLIENTS])
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
@@ -287,6 +290,11 @@ def charts(rows: list[dict], rates: list[dict], title: str, out: Path) -> list[P
     return paths
 
 
+def _title(machine_text: str, when: str) -> str:
+    """The charts' second title line, split where it would run off a chart."""
+    return f"{machine_text}, {when}".replace(", Python", "\nPython", 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true",
@@ -295,7 +303,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,100,1000,10000")
     parser.add_argument("--seconds", type=float, default=5.0, help="per client count")
     parser.add_argument("--out", default=str(RESULTS), help="where tables and charts go")
+    parser.add_argument("--charts-only", action="store_true",
+                        help="redraw the charts from the scale.json already in --out")
     args = parser.parse_args()
+    if args.charts_only:
+        data = json.loads((Path(args.out) / "scale.json").read_text())
+        title = _title(data["machine"], data["date"])
+        print("wrote", ", ".join(map(str, charts(data["curves"], data["throughput"], title,
+                                                    Path(args.out)))))
+        return
     sizes = [10, 100, 1000] if args.quick else [int(s) for s in args.sizes.split(",")]
     runs, seconds = (1, 2.0) if args.quick else (args.runs, args.seconds)
     out = Path(args.out)
@@ -309,7 +325,7 @@ def main() -> None:
     rates = throughput(seconds)
     load_after = os.getloadavg()
     when = time.strftime("%Y-%m-%d", time.gmtime())
-    title = f"{machine()}, {when}"
+    title = _title(machine(), when)
     header = (f"machine: {machine()}; {when}; load average {load_before[0]:.1f} before, "
               f"{load_after[0]:.1f} after; {time.monotonic() - started:.0f} s; command: "
               f"`.venv/bin/python -m bench.scale_bench{' --quick' if args.quick else ''}`")
