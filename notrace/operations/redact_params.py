@@ -48,8 +48,9 @@ MAX_TERMS_TEXT = 8000
 #: Code points the character classes of all regex terms may span, below U+10000. The
 #: server compiles every pattern on its event loop, and Python's compiler walks each
 #: code point of a class's range (about 15 ms a full-plane class without case): 32
-#: terms of 39 such classes held the loop for 13 s. This is three full-plane classes.
-MAX_CLASS_SPAN = 200_000
+#: terms of 39 such classes held the loop for 13 s. This is one full-plane class and a
+#: CJK one: a pipeline of 16 redact steps of them costs the loop 0.24 s here.
+MAX_CLASS_SPAN = 90_000
 MAX_PAGE = 1_000_000
 #: Resolution of redacted pages: 150 dpi keeps print quality; 300 is the bound (a Letter
 #: page is 8.4 megapixels there, within raster.MAX_PAGE_PIXELS).

@@ -181,9 +181,9 @@ def test_regex_terms_that_are_costly_to_compile_are_refused_before_they_stall_th
 
 
 def test_wide_but_common_character_classes_are_still_terms():
-    """The bound leaves room for real patterns: mail addresses, CJK words, classes over a
+    """The bound leaves room for real patterns: mail addresses, CJK words, a class over a
     whole plane."""
     terms = ["[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}", "[\u4e00-\u9fff]{2,4}",
-             "[^\\s]+x", _PLANE + "a", _PLANE + "b"]
+             "[^\\s]+x", _PLANE + "a"]
     check_redact({"boxes": None, "terms": json.dumps(terms), "regex": True,
                   "case_sensitive": False})
