@@ -37,8 +37,11 @@ def literal_strings(draw) -> bytes | Raw:
     if form == "octal":  # \ddd with one to three digits
         return Raw(b"(" + b"".join(b"\\%o" % c if c % 2 else b"\\%03o" % c for c in data) + b")")
     if form == "continued":  # backslash-EOL is a line continuation, not content
-        inner = literal_string(data)[1:-1]
-        return Raw(b"(" + inner[: len(inner) // 2] + b"\\\n" + inner[len(inner) // 2 :] + b")")
+        # split between two bytes' escapes, never inside one (b"\\(" cut after its
+        # backslash read back as an escaped backslash and an unclosed string)
+        half = len(data) // 2
+        head, tail = literal_string(data[:half])[1:-1], literal_string(data[half:])[1:-1]
+        return Raw(b"(" + head + b"\\\n" + tail + b")")
     return Raw(b"(" + b"\\n\\r\\t\\b\\f\\(\\)\\\\" + literal_string(data)[1:-1] + b"\\q)")  # \q: unknown, backslash dropped
 
 
