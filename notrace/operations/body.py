@@ -31,7 +31,10 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _STORED = ("image/jpeg", "image/png")
 #: Parts over _SAMPLE_FROM bytes are deflated only if samples of them compress.
 _SAMPLE_FROM = 1 << 20
-_SAMPLE = 64 * 1024
+#: Three samples of this size: 16 KB tell compressible from not as well as 64 KB did, and
+#: deflating 3 x 64 KB of JPEG cost 9.6 ms a part against 0.9 (a 10-part split of a 10 MB
+#: image document spent more time sampling than splitting).
+_SAMPLE = 16 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 UNREADABLE_DETAIL = "the result could not be written as a readable PDF"
 
