@@ -36,10 +36,11 @@ import dataclasses
 import fcntl
 import json
 import os
+import time
 import weakref
 from typing import Callable, Generator
 
-from notrace.jobs import manifest_limit, pixel_limits
+from notrace.jobs import manifest_limit, pixel_limits, sandbox_limits
 from notrace.operations import pixelstream
 from notrace.operations.raster import PixelLimits
 from notrace.operations.safe import batch_bytes, batch_pages, report
@@ -109,11 +110,14 @@ def jobs(document: MemFile, validated: dict,
     blind = {**base, "params": {k: v for k, v in validated.items() if k != "password"}}
     costs, pdfs = _Costs(), []
     first, document_pages, batches, previous = 0, None, 0, None
+    clock = _Deadline(settings)
     try:
         while True:
+            if clock.passed():
+                return costs.onto(clock.result())
             drawn = yield ([document], {**base, "operation": "safe-pixels", "first": first,
                                         "budget": budget, "most": most,
-                                        "pixel_limits": limits.to_dict()}, None)
+                                        "pixel_limits": limits.to_dict()}, clock.limits())
             costs.add(drawn)
             if not _answered(drawn):
                 return costs.onto(drawn)
@@ -130,10 +134,12 @@ def jobs(document: MemFile, validated: dict,
                 answer = report(validated, batch.document_pages, batches) if last else None
                 start, length = drawn.outputs.span(1)
                 previous = (length, len(batch.pages))
+                if clock.passed():
+                    return costs.onto(clock.result())
                 with HandedOn(fd=os.dup(drawn.outputs.fileno())) as pixels:
                     built = yield ([pixels], {**blind, "operation": "safe-build",
                                               "pages": [p.to_list(start) for p in batch.pages],
-                                              "report": None}, None)
+                                              "report": None}, clock.limits())
             costs.add(built)
             if not _answered(built):
                 return costs.onto(built)
@@ -142,8 +148,10 @@ def jobs(document: MemFile, validated: dict,
                 return costs.onto(Result("output_too_large", reason="the batches' PDFs "
                                          "already exceed what the answer may hold"))
             if len(pdfs) == MAX_MERGE_INPUTS or last:
+                if clock.passed():
+                    return costs.onto(clock.result())
                 merged = yield (pdfs, {**blind, "operation": "safe-merge",
-                                       "report": answer}, None)
+                                       "report": answer}, clock.limits())
                 costs.add(merged)
                 _close(pdfs)
                 if not _answered(merged):
@@ -154,6 +162,30 @@ def jobs(document: MemFile, validated: dict,
             first, document_pages = batch.end, batch.document_pages
     finally:
         _close(pdfs)
+
+
+class _Deadline:
+    """NOTRACE_SAFE_WALL_S for the whole conversion: each job gets the child's wall limit
+    or what is left of the conversion's, whichever is less (a phase-1 child that sleeps
+    to its limit in every batch would otherwise hold a conversion slot for
+    batches x phases x NOTRACE_CHILD_WALL_S)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._end = time.monotonic() + settings.safe_wall_s
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self._end
+
+    def limits(self) -> Limits | None:
+        left = self._end - time.monotonic()
+        if left >= self._settings.child_wall_s:
+            return None                        # the sandbox's own limits
+        return dataclasses.replace(sandbox_limits(self._settings), wall_s=max(left, 0.001))
+
+    @staticmethod
+    def result() -> Result:
+        return Result("timeout", reason="the conversion took longer than NOTRACE_SAFE_WALL_S")
 
 
 def _check_full(previous: tuple[int, int] | None, batch: pixelstream.Batch, budget: int,

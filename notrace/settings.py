@@ -165,6 +165,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Wall-clock seconds a job may take (422 time-limit)."),
     Setting("child_output_mb", _positive_int, lambda: 200,
             "Largest total output of a job in MiB (422 output-too-large)."),
+    Setting("safe_wall_s", _positive_float, lambda: 600.0,
+            "Wall-clock seconds one safe conversion may take in all, its batches' jobs "
+            "and their waits together (422 time-limit): without it a document's child "
+            "could hold a conversion slot for batches x phases x NOTRACE_CHILD_WALL_S."),
     Setting("retry_after_s", _positive_int, lambda: 2,
             "Seconds announced in Retry-After with every 503 (busy, not ready, sandbox "
             "restarting)."),
