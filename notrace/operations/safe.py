@@ -263,8 +263,8 @@ def build_phase(inputs: list[memoryview], job: dict) -> Output:
 
 def merge_phase(inputs: list[memoryview], job: dict) -> Output:
     """The batches' PDFs (phase 2's, in order) as one, every page made anew
-    (_rebuilt): nothing of a part is copied but its pages' sizes, their images' encoded
-    data and, with OCR, the words of their text layers, so even a phase-2 child gone
+    (_rebuilt): nothing of a part is copied but its pages' sizes, their images' data
+    (Flate checked to be exactly the pixels, JPEG encoded anew) and, with OCR, the words of their text layers, so even a phase-2 child gone
     wrong (Tesseract on hostile pixels) adds no annotation, action, catalog entry, font
     program, image filter or drawing here."""
     pdf = new_pdf()
@@ -272,7 +272,7 @@ def merge_phase(inputs: list[memoryview], job: dict) -> Output:
         for data in inputs:
             part = parts.enter_context(pikepdf.open(_Reader(data)))
             for page in part.pages:
-                _rebuilt(pdf, page, job["params"]["ocr"])
+                _rebuilt(pdf, page, job["params"])
         return finish(pdf, job.get("report"))
 
 
@@ -283,11 +283,11 @@ _CODECS = {"/FlateDecode": Name.FlateDecode, "/DCTDecode": Name.DCTDecode}
 _WORD_OPERATORS = {"Tf": 2, "Tm": 6, "Tj": 1}
 
 
-def _rebuilt(pdf: pikepdf.Pdf, part_page: pikepdf.Page, ocr: bool) -> None:
+def _rebuilt(pdf: pikepdf.Pdf, part_page: pikepdf.Page, params: dict) -> None:
     """A page like `part_page` (a phase-2 page) at the end of `pdf`, made as phase 2
-    makes one (_image_page) from its MediaBox and its image's encoded data; with `ocr`,
-    its words in a text layer of the merge's own. ValueError for a page that is not one
-    phase 2 makes (that part is not phase 2's work: the job fails)."""
+    makes one (_image_page) from its MediaBox and its image's data (_image_data); with
+    ocr, its words in a text layer of the merge's own. ValueError for a page that is not
+    one phase 2 makes (that part is not phase 2's work: the job fails)."""
     box = part_page.obj.get("/MediaBox")
     resources = part_page.obj.get("/Resources")
     xobjects = resources.get("/XObject") if isinstance(resources, Dictionary) else None
@@ -303,14 +303,49 @@ def _rebuilt(pdf: pikepdf.Pdf, part_page: pikepdf.Page, ocr: bool) -> None:
     if not (type(width) is int and type(height) is int and width > 0 and height > 0
             and math.isfinite(width_pt) and math.isfinite(height_pt)):
         raise ValueError("a part's page has no size")
-    page = _image_page(pdf, image.read_raw_bytes(), _CODECS[str(image.Filter)], width,
-                       height, width_pt, height_pt)
-    if ocr:
+    codec = _CODECS[str(image.Filter)]
+    page = _image_page(pdf, _image_data(image.read_raw_bytes(), codec, width, height, params),
+                       codec, width, height, width_pt, height_pt)
+    if params["ocr"]:
         words = [(_word_operands(str(operator), operands), operator)
                  for operands, operator in pikepdf.parse_content_stream(part_page)
                  if len(operands) == _WORD_OPERATORS.get(str(operator))]
         if words:
             ocr_engine.append_layer(pdf, page, words)
+
+
+def _image_data(raw: bytes, codec: Name, width: int, height: int, params: dict) -> bytes:
+    """A part's image data as the answer may carry it, ValueError if it is not what phase
+    2 makes: Flate must inflate to exactly width x height RGB pixels and end there
+    (checked in 1 MiB pieces, never held whole); a JPEG is decoded and encoded anew, so
+    none of its markers, tables or other structure reaches a client's decoder (a phase-2
+    child gone wrong could otherwise hand a viewer a hostile JPEG)."""
+    expected = width * height * 3
+    if codec == Name.FlateDecode:
+        inflate, seen, pending = zlib.decompressobj(), 0, raw
+        try:
+            while not inflate.eof and seen <= expected:
+                piece = inflate.decompress(pending, _MIB)
+                pending = inflate.unconsumed_tail
+                if not piece and not pending:
+                    break                      # the data ended before the stream did
+                seen += len(piece)
+        except zlib.error:
+            raise ValueError("a part's image is not Flate data") from None
+        if seen != expected or not inflate.eof or inflate.unused_data:
+            raise ValueError("a part's image is not exactly its pixels")
+        return raw
+    import PIL.Image
+    try:
+        with PIL.Image.open(io.BytesIO(raw), formats=["JPEG"]) as jpeg:
+            if jpeg.size != (width, height) or jpeg.mode != "RGB":
+                raise ValueError("a part's image is not its size in RGB")
+            pixels = jpeg.tobytes()
+    except (OSError, SyntaxError, PIL.Image.DecompressionBombError):
+        raise ValueError("a part's image is not a JPEG") from None
+    if len(pixels) != expected:
+        raise ValueError("a part's image is not exactly its pixels")
+    return _encode(memoryview(pixels), width, height, {**params, "compression": "jpeg"})[0]
 
 
 def _word_operands(operator: str, operands) -> list:

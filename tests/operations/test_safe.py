@@ -243,18 +243,22 @@ async def test_hostile_pixel_streams_crash_their_job_and_the_sandbox_keeps_servi
         assert report["pages"] == 1
 
 
-def _as_phase_two(data: bytes) -> bytes:
-    """The document with a 1 x 1 white image Im0 on each page, at a MediaBox from 0, 0:
-    what a phase-2 page has, beside whatever else the document has."""
+def _as_phase_two(data: bytes, image_data: bytes | None = None,
+                  codec: str = "/FlateDecode") -> bytes:
+    """The document with a 1 x 1 white image Im0 on each page (or `image_data` under
+    `codec`, said to be 1 x 1), at a MediaBox from 0, 0: what a phase-2 page has, beside
+    whatever else the document has."""
     import zlib
     with _pdf(data) as pdf:
         for page in pdf.pages:
             box = page.obj.MediaBox
             page.obj.MediaBox = pikepdf.Array([0, 0, box[2] - box[0], box[3] - box[1]])
-            image = pdf.make_stream(zlib.compress(b"\xff" * 3), Type=pikepdf.Name.XObject,
+            image = pdf.make_stream(image_data if image_data is not None
+                                    else zlib.compress(b"\xff" * 3),
+                                    Type=pikepdf.Name.XObject,
                                     Subtype=pikepdf.Name.Image, Width=1, Height=1,
                                     ColorSpace=pikepdf.Name.DeviceRGB, BitsPerComponent=8,
-                                    Filter=pikepdf.Name.FlateDecode)
+                                    Filter=pikepdf.Name(codec))
             if "/Resources" not in page.obj:
                 page.obj.Resources = pikepdf.Dictionary()
             if "/XObject" not in page.obj.Resources:
@@ -287,6 +291,35 @@ def test_the_merge_keeps_only_what_phase_two_makes_of_a_page():
         assert pdfs.MARKERS[name].encode() not in text, name
     with pytest.raises(ValueError):
         merge_phase([memoryview(pdfs.make_pdf(1))], job)
+
+
+def test_the_merge_passes_on_no_image_data_but_exactly_its_pixels():
+    """A phase-2 child gone wrong could hand a client's decoder anything as an image's
+    data: Flate that inflates to more or fewer bytes than its pixels, or with bytes after
+    its end, fails the job; a JPEG is decoded and encoded anew (its comment, a place a
+    hostile JPEG hides things, does not survive), and a JPEG of another size fails."""
+    import zlib
+    from PIL import Image
+    from notrace.operations.safe import merge_phase
+    job = {"report": None, "params": {"ocr": False, "quality": 85}}
+    for bad in (zlib.compress(b"\xff" * 4), zlib.compress(b"\xff" * 2),
+                zlib.compress(b"\xff" * 3) + b"more", b"not flate"):
+        with pytest.raises(ValueError):
+            merge_phase([memoryview(_as_phase_two(pdfs.make_pdf(1), bad))], job)
+    jpeg = io.BytesIO()
+    Image.new("RGB", (1, 1), (255, 0, 0)).save(jpeg, "JPEG", comment=b"HOSTILE-MARKER")
+    assert b"HOSTILE-MARKER" in jpeg.getvalue()
+    output = merge_phase([memoryview(_as_phase_two(pdfs.make_pdf(1), jpeg.getvalue(),
+                                                   "/DCTDecode"))], job)
+    merged = _pdf(bytes(output.files[0].data))
+    image = merged.pages[0].obj.Resources.XObject.Im0
+    assert image.Filter == pikepdf.Name.DCTDecode
+    assert b"HOSTILE-MARKER" not in image.read_raw_bytes()
+    wide = io.BytesIO()
+    Image.new("RGB", (2, 1)).save(wide, "JPEG")
+    with pytest.raises(ValueError):
+        merge_phase([memoryview(_as_phase_two(pdfs.make_pdf(1), wide.getvalue(),
+                                              "/DCTDecode"))], job)
 
 
 @pytest.mark.timeout(120)

@@ -130,10 +130,11 @@ def test_phase_one_problems_are_the_answer(server):
 def test_a_conversion_ends_at_its_own_deadline(start_server):
     """NOTRACE_SAFE_WALL_S bounds the whole conversion (red team: a document's child that
     sleeps to its limit in every batch held a slot for batches x phases x the child's
-    wall limit): 30 A4 pages at 150 dpi are three batches here, cut at 1.5 s in all."""
-    short = start_server(safe_wall_s=1.5, child_output_mb=100)
+    wall limit): 200 A4 pages at 150 dpi (1.2 GB of pixels to draw, check and compress:
+    many seconds on any machine) are cut at 1 s in all."""
+    short = start_server(safe_wall_s=1.0)
     started = time.monotonic()
-    reply = short.post("safe", [make_pdf(30, size=A4)], timeout=60)
+    reply = short.post("safe", [_pages(200, (595, 842))], timeout=60)
     elapsed = time.monotonic() - started
     assert reply.status == 422, reply.body[:300]
     assert reply.json()["type"].endswith("/problems/time-limit")
