@@ -43,7 +43,7 @@ from typing import Callable, Generator
 from notrace.jobs import manifest_limit, pixel_limits, sandbox_limits
 from notrace.operations import pixelstream
 from notrace.operations.raster import PixelLimits
-from notrace.operations.safe import batch_bytes, batch_pages, report
+from notrace.operations.safe import batch_bytes, batch_full, batch_pages, report
 from notrace.settings import Settings
 from sandbox import Limits, MemFile, Result
 from sandbox.layers.rlimits import MAX_JOB_FDS
@@ -191,15 +191,14 @@ class _Deadline:
 def _check_full(previous: tuple[int, int] | None, batch: pixelstream.Batch, budget: int,
                 most_pages: int) -> None:
     """StreamError unless the batch before (previous: its stream's bytes and pages) was
-    full: phase 1 stops a batch only at `most_pages` pages (batch_pages) or where the
-    next page does not fit the budget (operations/safe._choose). Otherwise a lying
+    full by the rule phase 1 packs by (operations/safe.batch_full). Otherwise a lying
     phase 1 could send a page a batch, and one request would cost two children a page
     (each allowed its whole wall limit)."""
     if previous is None:
         return
     length, pages = previous
-    if pages < most_pages and (length + pixelstream.PAGE_HEADER.size
-                               + batch.pages[0].size <= budget):
+    if not batch_full(length, pages, pixelstream.PAGE_HEADER.size + batch.pages[0].size,
+                      budget, most_pages):
         raise pixelstream.StreamError("a batch before this one stopped short of the budget")
 
 

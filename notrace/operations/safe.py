@@ -44,8 +44,8 @@ from notrace.operations.problems import Problem
 from notrace.operations.raster import PixelLimits, pixel_size
 from notrace.operations.render import paint
 
-__all__ = ["PHASES", "PRODUCER", "NOT_KEPT", "FLATE_LEVEL", "batch_bytes", "report",
-           "draw_batch", "add_pages", "safe"]
+__all__ = ["PHASES", "PRODUCER", "NOT_KEPT", "FLATE_LEVEL", "batch_bytes", "batch_full",
+           "report", "draw_batch", "add_pages", "safe"]
 
 #: The one piece of metadata a result carries.
 PRODUCER = "notrace safe"
@@ -70,6 +70,14 @@ _OUTPUT_SLACK = _MIB
 def batch_pages(params: dict) -> int:
     """Most pages of one batch (besides its bytes)."""
     return OCR_BATCH_PAGES if params["ocr"] else 1 << 31
+
+
+def batch_full(size: int, pages: int, next_page: int, budget: int, most_pages: int) -> bool:
+    """Where a batch stops, the one rule phase 1 packs by (_choose) and the server holds
+    it to (notrace.safe): a stream of `size` bytes and `pages` pages is full when it has
+    `most_pages` pages (batch_pages) or the next page's `next_page` bytes (its header and
+    pixels) would take it over `budget`."""
+    return pages >= most_pages or size + next_page > budget
 
 
 def batch_bytes(output_mb: int, memory_mb: int) -> tuple[int, int]:
@@ -128,10 +136,10 @@ def _choose(document, first: int, scale: float, limits: PixelLimits, budget: int
     """[(page index, (width, height))] from `first` on that fit `budget` bytes, at most
     `count`, and the stream's size; a page that alone exceeds `most` is too large."""
     chosen, size = [], pixelstream.STREAM_HEADER.size
-    for index in range(first, min(len(document), first + count)):
+    for index in range(first, len(document)):
         width, height = pixel_size(*document.get_page_size(index), scale, index + 1, limits)
         need = pixelstream.PAGE_HEADER.size + width * height * pixelstream.BYTES_PER_PIXEL
-        if chosen and size + need > budget:
+        if chosen and batch_full(size, len(chosen), need, budget, count):
             break
         if size + need > most:
             raise Problem("too_large", f"page {index + 1} would be {need // _MIB} MiB of "
