@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
-import statistics
-import time
 
 import pypdfium2
 
+from bench.answers import in_process, through_sandbox
 from bench.text_bench import book_pdf
 from notrace import settings as settings_module
-from notrace.jobs import interpret, job_params, sandbox_limits
+from notrace.jobs import job_params, sandbox_limits
 from notrace.operations import OPERATIONS
 from notrace.operations.render import _pixels
 from sandbox import Sandbox
@@ -46,30 +44,10 @@ def scanned(pages: int) -> bytes:
     return out.getvalue()
 
 
-def in_process(data: bytes, job: dict, runs: int) -> tuple[float, dict]:
-    from notrace.operations.child import run  # loads every library and Tesseract
-    samples, report = [], {}
-    for _ in range(runs):
-        start = time.perf_counter()
-        answer = run([memoryview(data)], job)
-        samples.append(time.perf_counter() - start)
-        manifest = json.loads(answer[0])
-        assert "problem" not in manifest, manifest
-        report = manifest["report"]
-    return statistics.median(samples), report
-
-
 def sandboxed(data: bytes, job: dict, runs: int, settings) -> tuple[float, dict, float]:
-    samples, report, peak_rss = [], {}, 0.0
     with Sandbox(ENTRY, limits=sandbox_limits(settings), workers=1) as box:
-        for _ in range(runs):
-            start = time.perf_counter()
-            result = box.run_sync([data], job)
-            with interpret(OCR, result, max_pages=settings.max_pages) as answer:
-                samples.append(time.perf_counter() - start)
-                report = answer.report
-            peak_rss = max(peak_rss, result.stats.max_rss_mb)
-    return statistics.median(samples), report, peak_rss
+        return through_sandbox(lambda: box.run_sync([data], job), OCR, runs,
+                               settings.max_pages)
 
 
 def main() -> None:

@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 
-from bench.ocr_bench import in_process   # child.run's median over runs, and its report
+from bench.answers import in_process, through_sandbox
 from bench.text_bench import book_pdf
 from notrace import safe, settings as settings_module
-from notrace.jobs import interpret, sandbox_limits
+from notrace.jobs import sandbox_limits
 from notrace.operations import OPERATIONS
 from sandbox import MemFile, Sandbox
 
@@ -31,17 +29,10 @@ SAFE = OPERATIONS["safe"]
 
 def sandboxed(data: bytes, params: dict, runs: int) -> tuple[float, dict, float]:
     settings = settings_module.load({})
-    samples, report, peak_rss = [], {}, 0.0
     with Sandbox(ENTRY, limits=sandbox_limits(settings), workers=2, warmup=WARMUP) as box, \
             MemFile.from_bytes(data) as document:
-        for _ in range(runs):
-            start = time.perf_counter()
-            result = safe.run_sync(box, [document], params, settings)
-            with interpret(SAFE, result, max_pages=settings.max_pages) as answer:
-                samples.append(time.perf_counter() - start)
-                report = answer.report
-            peak_rss = max(peak_rss, result.stats.max_rss_mb)
-    return statistics.median(samples), report, peak_rss
+        return through_sandbox(lambda: safe.run_sync(box, [document], params, settings),
+                               SAFE, runs, settings.max_pages)
 
 
 def main() -> None:
