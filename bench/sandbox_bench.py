@@ -214,7 +214,7 @@ async def measure_all(args) -> dict:
     jobs_each = 150 if args.quick else 500
     out = {"latency": await latency_rows(seconds, fresh_exec=not args.baseline_child),
            "cpu": await cpu_rows(jobs_each)}
-    if not args.baseline_child:
+    if "timings" in inspect.signature(Sandbox).parameters:     # not in older checkouts
         out["hops"] = await hop_rows(jobs_each)
     return out
 
@@ -288,10 +288,13 @@ def print_targets(rows: list[dict]) -> None:
         print(f"| {job}: 2 callers >= 1.6x the jobs/s of 1 | {ratio:.2f}x |")
 
 
-def print_hops(rows: list[dict]) -> None:
+def print_hops(rows: list[dict], base: list[dict] | None) -> None:
     from sandbox.timings import ORDER
     print("\nWhere a Sandbox job's time goes (ms; each hop ends at the named stamp, "
           "sandbox.timings; p50 / min):")
+    if base:
+        rows = [dict(r, mode=f"{r['mode']}, {code}") for pair in zip(rows, base)
+                for r, code in zip(pair, ("now", "before"))]
     header = [f"{r['job']}, {r['mode']}" for r in rows]
     print("| hop | " + " | ".join(header) + " |")
     print("|---|" + "---|" * len(rows))
@@ -351,7 +354,8 @@ def main() -> None:
     print_latency("Latency and throughput (p50 and jobs/s: medians over rounds; min: the "
                   "lowest):", latency, base_latency)
     print_targets(latency)
-    print_hops(now[-1]["hops"])
+    base_hops = before[-1].get("hops") if before else None
+    print_hops(now[-1]["hops"], base_hops)
     print_cpu(cpu, base_cpu)
 
 

@@ -222,9 +222,10 @@ class ForkServer:
         self.pending.append(Job(job_id, limits, fds, stamps))
 
     def dispatch(self) -> None:
+        # Oldest first (adoption order): the one most likely done with its canary.
         idle = [c for c in self.children.values() if c.state == IDLE]
         while self.pending and idle:
-            child, job = idle.pop(), self.pending.popleft()
+            child, job = idle.pop(0), self.pending.popleft()
             header = {"type": "job", "inputs": len(job.input_fds) - 1,
                       "limits": job.limits.to_dict()}
             if job.stamps is not None:
@@ -347,6 +348,9 @@ class ForkServer:
             if self.applied is None:
                 self.applied = layers
             self.announce_ready()
+            if self.canary_fds and not self.pending:
+                # Nobody waits for this child: let it run its canary (sandbox.child).
+                protocol.send(child.chan, {"type": "canary"})
         else:
             # Answer now: the report is complete, and the child is already on its way
             # out (os._exit). Its exit is reaped later, or forced after EXIT_GRACE_S.

@@ -58,9 +58,10 @@ class Sandbox:
         the entry (trusted code: e.g. run a sample job so children start with warm caches).
     canary: optional "module:function" returning (inputs, params): a job of built-in
         dummy data (never a user's) that every warm child runs through the entry once,
-        confined, before it announces itself ready, so a job finds its pages already
-        faulted in (sandbox.child). Called once in the fork server, whose start fails if
-        the entry fails on it. Costs each child the entry's time on it, off the job's path.
+        confined, before its first job, unless a job already waits for it, so a job
+        finds its pages already faulted in (sandbox.child). Called once in the fork
+        server, whose start fails if the entry fails on it. Costs each child the entry's
+        time on it, off the job's path.
     timings: stamp each job's hops (sandbox.timings) into its Result.stats.timings, for
         benchmarks and diagnostics; off by default.
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -21,6 +22,7 @@ def canaried():
                       canary="tests.sandbox.entries:probe_canary")
     with sandbox:
         sandbox.run_sync([], {"do": "nothing"})
+        time.sleep(0.3)             # the next children are ready and have run the canary
         yield sandbox
 
 
@@ -68,3 +70,4 @@ def test_a_canary_that_fails_fails_the_start():
     with pytest.raises(SandboxError, match="cannot load the entry"):
         sandbox.run_sync([], {"do": "nothing"})
     sandbox.close_sync()
+
