@@ -1,12 +1,12 @@
 """The sandbox's canary job (sandbox.Sandbox's `canary=`, wired in notrace.app).
 
 Runs in the fork server: canary() is called once there, and the job it returns is then
-run by every warm child, confined, before the child says it is ready (sandbox.child), so
-that a user's job finds pikepdf's open/copy/save path and our own answer path already
-faulted into the child's memory. Its data is built here from nothing: no user's bytes
+run by every warm child, confined, before its first job when no job waits for it yet
+(sandbox.child), so that a user's job finds pikepdf's open/copy/save path and our own
+answer path already faulted into the child's memory. Its data is built here from nothing: no user's bytes
 ever reach it. A merge of two 2-page PDFs: the cheapest job that walks pikepdf's page
 copying and writing and notrace's answer checks (each child pays it once, about 1.5 ms of
-CPU measured here, off the job's path).
+CPU measured here, off the job's path; skipped when a job already waits).
 """
 from __future__ import annotations
 
