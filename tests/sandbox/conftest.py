@@ -24,6 +24,19 @@ def run(sandbox, do, inputs=(), limits=None, **params):
     return sandbox.run_sync(list(inputs), {"do": do, **params}, limits)
 
 
+def on_own_loop(**options):
+    """(loop, Sandbox) on a loop of their own, so that one test can run jobs side by
+    side; a generator for module fixtures (yield from it)."""
+    loop = asyncio.new_event_loop()
+    sandbox = Sandbox(ENTRY, limits=TEST_LIMITS, workers=2, queue=8, **options)
+    loop.run_until_complete(sandbox.start())
+    try:
+        yield loop, sandbox
+    finally:
+        loop.run_until_complete(sandbox.close())
+        loop.close()
+
+
 async def wait_ready(sb: Sandbox, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not sb.ready:

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox import STATUSES, Sandbox, protocol
+from sandbox import STATUSES, protocol
 from sandbox.outbox import Outbox
-from tests.sandbox.conftest import ENTRY, TEST_LIMITS
+from tests.sandbox.conftest import TEST_LIMITS, on_own_loop
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,15 +23,7 @@ INNOCENT = {"do": "concat", "suffix": "!"}
 
 @pytest.fixture(scope="module")
 def pair():
-    """A Sandbox on a loop of its own, so that one test can run jobs side by side."""
-    loop = asyncio.new_event_loop()
-    sandbox = Sandbox(ENTRY, limits=TEST_LIMITS, workers=2, queue=8)
-    loop.run_until_complete(sandbox.start())
-    try:
-        yield loop, sandbox
-    finally:
-        loop.run_until_complete(sandbox.close())
-        loop.close()
+    yield from on_own_loop()
 
 
 def hostile_beside_innocent(pair, messages, then="return"):

@@ -3,27 +3,13 @@ stamps are attacker-chosen numbers: checked for range, never used for a decision
 refused when nobody asked for them."""
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from sandbox import Sandbox, timings
-from tests.sandbox.conftest import ENTRY, TEST_LIMITS, run
+from sandbox import timings
+from tests.sandbox.conftest import on_own_loop, run
 from tests.sandbox.test_protocol import INNOCENT, R, hostile_beside_innocent, raw
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def on_own_loop(**options):
-    """(loop, Sandbox) as hostile_beside_innocent takes them, until the module ends."""
-    loop = asyncio.new_event_loop()
-    sandbox = Sandbox(ENTRY, limits=TEST_LIMITS, workers=2, queue=8, **options)
-    loop.run_until_complete(sandbox.start())
-    try:
-        yield loop, sandbox
-    finally:
-        loop.run_until_complete(sandbox.close())
-        loop.close()
 
 
 @pytest.fixture(scope="module")
