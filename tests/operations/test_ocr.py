@@ -15,11 +15,11 @@ import pikepdf
 import psutil
 import pytest
 
-from notrace.jobs import interpret
 from notrace.operations import OPERATIONS, ParamError, ocr_engine
 from notrace.problems import HttpProblem
 from sandbox import Limits, Sandbox
 from tests.operations.conftest import ROOT
+from tests.operations import sandboxed
 from tests.operations.test_corpus import corpus_files
 from tests.operations.test_ocr_engine import WORDS, boxes, near, scanned_pdf, text_pdf
 
@@ -124,15 +124,8 @@ print(json.dumps({"available": ocr_engine.available(), "ocr": "ocr" in OPERATION
 # --- through real sandbox children ----------------------------------------------------
 
 async def _answer(sb: Sandbox, data: bytes, raw: dict):
-    """(media type, body) of a 2xx through the server's own mapping, else the HttpProblem."""
-    op = OPERATIONS["ocr"]
-    result = await sb.run([data], {"operation": "ocr", "params": op.validate(raw),
-                                   "max_pages": 1000})
-    try:
-        with interpret(op, result, max_pages=1000) as answer:
-            return answer.media_type, answer.body.read()
-    except HttpProblem as problem:
-        return problem
+    """ocr through the sandbox and the server's mapping (sandboxed.answer)."""
+    return await sandboxed.answer(sb, "ocr", data, raw, max_pages=1000)
 
 
 @pytest.mark.timeout(120)

@@ -12,12 +12,12 @@ import pytest
 from pikepdf import Array, Dictionary, Name
 from PIL import Image
 
-from notrace.jobs import interpret
 from notrace.operations import OPERATIONS, ParamError
 from notrace.operations.raster import DEFAULT_PAGE_PIXELS
 from notrace.problems import HttpProblem
 from sandbox import Limits, Sandbox
 from tests import pdfs
+from tests.operations import sandboxed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -157,19 +157,9 @@ def test_fonts_the_document_does_not_embed_are_drawn_with_builtin_ones(call):
 async def _run_all(jobs: list[tuple[str, bytes, dict]], limits: Limits) -> list:
     """Each (operation, document, raw params) through a real Sandbox and the server's own
     answer mapping: (media type, body) of a 2xx, else the HttpProblem."""
-
-    async def one(sb: Sandbox, name: str, data: bytes, raw: dict):
-        op = OPERATIONS[name]
-        result = await sb.run([data], {"operation": name, "params": op.validate(raw),
-                                       "max_pages": 100})
-        try:
-            with interpret(op, result, max_pages=100) as answer:
-                return answer.media_type, answer.body.read()
-        except HttpProblem as problem:
-            return problem
-
     async with Sandbox(ENTRY, limits=limits, workers=2, queue=16, warmup=WARMUP) as sb:
-        return await asyncio.gather(*(one(sb, *job) for job in jobs))
+        return await asyncio.gather(*(sandboxed.answer(sb, *job, max_pages=100)
+                                       for job in jobs))
 
 
 @pytest.mark.timeout(120)
