@@ -21,7 +21,7 @@ from bench.text_bench import book_pdf
 from notrace import settings as settings_module
 from notrace.jobs import job_params, sandbox_limits
 from notrace.operations import OPERATIONS
-from notrace.operations.render import _pixels
+from notrace.operations.render import draw_page
 from sandbox import Sandbox
 
 ENTRY = "notrace.operations.child:run"
@@ -35,7 +35,7 @@ def scanned(pages: int) -> bytes:
     images = []
     for page in document:
         width, height = page.get_size()
-        images.append(_pixels(page, round(width * SCAN_DPI / 72), round(height * SCAN_DPI / 72)))
+        images.append(draw_page(page, round(width * SCAN_DPI / 72), round(height * SCAN_DPI / 72)))
         page.close()
     document.close()
     out = io.BytesIO()

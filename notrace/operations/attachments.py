@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pikepdf
 
-from notrace.operations._common import Output, OutputFile, json_output, open_pdf, pdf_output, save_pdf
+from notrace.operations._common import Output, OutputFile, json_output, open_pdf, pdf_output
 from notrace.operations.body import safe_filename
 from notrace.operations.formats import SNIFF_BYTES, sniff
 from notrace.operations.problems import Problem
@@ -88,4 +88,4 @@ def attach(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
         pdf.attachments[unique] = pikepdf.AttachedFileSpec(pdf, bytes(data), filename=unique,
                                                            mime_type=kind)
         added.append(unique)
-    return pdf_output(save_pdf(pdf), {"attached": added})
+    return pdf_output(pdf, {"attached": added})

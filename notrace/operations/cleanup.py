@@ -13,8 +13,8 @@ from __future__ import annotations
 import pikepdf
 from pikepdf import Name
 
-from notrace.operations._common import Output, open_pdf, pdf_output, save_pdf
-from notrace.operations.pagework import _assemble
+from notrace.operations._common import Output, open_pdf, pdf_output
+from notrace.operations.pagework import assemble
 from notrace.operations.pages import parse_pages
 from notrace.operations.problems import Problem
 
@@ -78,8 +78,9 @@ def remove_annotations(inputs: list[memoryview], params: dict, *, max_pages: int
         named = {t.strip().lower() for t in params["types"].split(",")}
     counts: dict[str, int] = {}
     widgets: set = set()
+    pages = list(pdf.pages)  # list once: pdf.pages[i] copies every page (see pagework)
     for i in chosen:
-        page = pdf.pages[i].obj
+        page = pages[i].obj
         annots = page.get("/Annots")
         if not isinstance(annots, pikepdf.Array):
             continue
@@ -98,7 +99,7 @@ def remove_annotations(inputs: list[memoryview], params: dict, *, max_pages: int
         else:
             del page["/Annots"]
     fields = _prune_fields(pdf, widgets) if widgets else 0
-    return pdf_output(save_pdf(pdf), {"removed": dict(sorted(counts.items())),
+    return pdf_output(pdf, {"removed": dict(sorted(counts.items())),
                                       "fields_removed": fields})
 
 
@@ -145,9 +146,10 @@ def remove_blank(inputs: list[memoryview], params: dict, *, max_pages: int) -> O
     pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
     count = len(pdf.pages)
     chosen = parse_pages(params["pages"]).resolve_set(count)
-    blank = {i for i in sorted(chosen) if not draws_something(pdf.pages[i])}
+    pages = list(pdf.pages)  # list once: pdf.pages[i] copies every page (see pagework)
+    blank = {i for i in sorted(chosen) if not draws_something(pages[i])}
     if len(blank) == count:
         raise Problem("bad_parameter", "every page is blank: nothing would be left")
     kept = [i for i in range(count) if i not in blank]
-    data = _assemble((pdf.pages[i] for i in kept), pdf.pdf_version)
+    data = assemble((pages[i] for i in kept), pdf.pdf_version)
     return pdf_output(data, {"removed": [i + 1 for i in sorted(blank)], "kept": len(kept)})

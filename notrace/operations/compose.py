@@ -36,17 +36,19 @@ def overlay(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output
     count, repeat = len(stamp.pages), params["repeat"]
     placer = Placer(pdf, stamp)
     draw = draw_over if params["mode"] == "overlay" else draw_under
+    # Lists once: pdf.pages[i] copies every page (see pagework).
+    pages, sources = list(pdf.pages), list(stamp.pages)
     stamped = []
     for k, i in enumerate(chosen):
         if k >= count and repeat == "none":
             break
-        source = stamp.pages[k if k < count else (count - 1 if repeat == "last" else k % count)]
-        page = pdf.pages[i]
+        source = sources[k if k < count else (count - 1 if repeat == "last" else k % count)]
+        page = pages[i]
         _to_user, vw, vh = visual(page)
         ops, _rect = placer.draw(page, source, (0.0, 0.0, vw, vh), on_visual=True)
         draw(pdf, page, ops)
         stamped.append(i + 1)
-    return pdf_output(save_pdf(pdf), {"stamped": stamped})
+    return pdf_output(pdf, {"stamped": stamped})
 
 
 def grid_cells(size: tuple[float, float], cols: int, rows: int, margin: float,
@@ -73,14 +75,14 @@ def _impose(pdf: pikepdf.Pdf, slots: list[int | None], cells: list[Rect],
     is a page index of `pdf`, or None for a blank)."""
     out = pikepdf.new()
     placer = Placer(out, pdf)
+    pages = list(pdf.pages)  # list once: pdf.pages[i] copies every page (see pagework)
     for first in range(0, len(slots), len(cells)):
-        out.add_blank_page(page_size=size)
-        sheet = out.pages[-1]
+        sheet = out.add_blank_page(page_size=size)
         chunks = []
         for slot, cell in zip(slots[first:first + len(cells)], cells):
             if slot is None:
                 continue
-            ops, rect = placer.draw(sheet, pdf.pages[slot], cell)
+            ops, rect = placer.draw(sheet, pages[slot], cell)
             chunks.append(ops)
             if border:
                 chunks.append(rectangle_ops(rect))

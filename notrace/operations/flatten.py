@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pikepdf
 
-from notrace.operations._common import Output, open_pdf, pdf_output, save_pdf
+from notrace.operations._common import Output, open_pdf, pdf_output
 
 
 def flatten(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
@@ -13,7 +13,7 @@ def flatten(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output
     they are (qpdf flattens only what has an appearance), counted as "remaining"."""
     pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
     report = flatten_document(pdf)
-    return pdf_output(save_pdf(pdf), report)
+    return pdf_output(pdf, report)
 
 
 def flatten_document(pdf: pikepdf.Pdf) -> dict:

@@ -33,8 +33,9 @@ def images(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
     chosen = sorted(parse_pages(params["pages"]).resolve_set(len(pdf.pages)))
     files, seen, skipped = [], set(), 0
+    pages = list(pdf.pages)  # list once: pdf.pages[i] copies every page (see pagework)
     for i in chosen:
-        for k, raw in enumerate(pdf.pages[i].get_images().values(), start=1):
+        for k, raw in enumerate(pages[i].get_images().values(), start=1):
             if raw.objgen in seen:
                 continue
             seen.add(raw.objgen)

@@ -18,7 +18,7 @@ from notrace.operations.pages import parse_pages
 from notrace.operations.paper import MAX_SIDE_PT
 from notrace.operations.placing import draw_over, visual
 from notrace.operations.problems import Problem
-from notrace.operations.stamp import _add_resource, _anchor
+from notrace.operations.stamp import add_resource, anchor_centre
 
 __all__ = ["stamp_image", "parse_width"]
 
@@ -41,8 +41,9 @@ def stamp_image(inputs: list[memoryview], params: dict, *, max_pages: int) -> Ou
         state = pdf.make_indirect(pikepdf.Dictionary(Type=Name.ExtGState, ca=params["opacity"],
                                                      CA=params["opacity"]))
     chosen = sorted(parse_pages(params["pages"]).resolve_set(len(pdf.pages)))
+    pages = list(pdf.pages)  # list once: pdf.pages[i] copies every page (see pagework)
     for i in chosen:
-        page = pdf.pages[i]
+        page = pages[i]
         to_user, vw, vh = visual(page)
         w = parse_width(params["width"], vw)
         h = w * aspect
@@ -52,13 +53,13 @@ def stamp_image(inputs: list[memoryview], params: dict, *, max_pages: int) -> Ou
         if params["x"] is not None:
             x, y = params["x"], params["y"]
         else:
-            cx, cy = _anchor(params["position"], vw, vh, w / 2, h / 2)
+            cx, cy = anchor_centre(params["position"], vw, vh, w / 2, h / 2)
             x, y = cx - w / 2, cy - h / 2
         ops: list = [([], Operator("q")), (list(to_user.shorthand), Operator("cm")),
                      ([w, 0, 0, h, x, y], Operator("cm"))]
         if state is not None:
-            ops.append(([_add_resource(page, Name.ExtGState, "/NtG", state)], Operator("gs")))
-        ops += [([_add_resource(page, Name.XObject, "/NtI", xobject)], Operator("Do")),
+            ops.append(([add_resource(page, Name.ExtGState, "/NtG", state)], Operator("gs")))
+        ops += [([add_resource(page, Name.XObject, "/NtI", xobject)], Operator("Do")),
                 ([], Operator("Q"))]
         draw_over(pdf, page, pikepdf.unparse_content_stream(ops))
     return pdf_output(pdf, {"stamped": len(chosen)})

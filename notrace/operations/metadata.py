@@ -5,7 +5,7 @@ from __future__ import annotations
 import pikepdf
 import pikepdf.models.metadata  # noqa: F401  (open_metadata imports it lazily)
 
-from notrace.operations._common import OUR_BUGS, Output, open_pdf, pdf_output, save_pdf
+from notrace.operations._common import OUR_BUGS, Output, open_pdf, pdf_output
 
 #: Our parameter -> (document information key, XMP property).
 FIELDS = {
@@ -31,7 +31,7 @@ def metadata(inputs: list[memoryview], params: dict, *, max_pages: int) -> Outpu
         elif key in pdf.docinfo:
             del pdf.docinfo[key]
     report = {"changed": sorted(changes), "xmp": _update_xmp(pdf, changes, params["xmp"])}
-    return pdf_output(save_pdf(pdf), report)
+    return pdf_output(pdf, report)
 
 
 def _update_xmp(pdf: pikepdf.Pdf, changes: dict, mode: str) -> str:

@@ -13,11 +13,11 @@ With skip_text, a page on which PDFium finds any text already is left as it is.
 from __future__ import annotations
 
 from notrace.operations import ocr_engine, pdfium
-from notrace.operations._common import Output, open_pdf, pdf_output, save_pdf
+from notrace.operations._common import Output, open_pdf, pdf_output
 from notrace.operations.pages import parse_pages
 from notrace.operations.problems import Problem
 from notrace.operations.raster import PixelLimits, pixel_size
-from notrace.operations.render import _check_sizes, _pixels
+from notrace.operations.render import check_sizes, draw_page
 
 __all__ = ["ocr"]
 
@@ -37,7 +37,8 @@ def ocr(inputs: list[memoryview], params: dict, *, max_pages: int,
             raise Problem("malformed", "the document's pages cannot be read consistently")
         chosen = sorted(parse_pages(params["pages"]).resolve_set(len(document)))
         pixel_limits.check_pages(len(chosen))
-        _check_sizes(document, chosen, lambda _w, _h: scale, pixel_limits)
+        check_sizes(document, chosen, lambda _w, _h: scale, pixel_limits)
+        pages = list(pdf.pages)  # list once: pdf.pages[i] copies every page (see pagework)
         for index in chosen:
             pdf_page = document.get_page(index)
             try:
@@ -46,18 +47,18 @@ def ocr(inputs: list[memoryview], params: dict, *, max_pages: int,
                     continue
                 width, height = pdf_page.get_size()
                 size = pixel_size(width, height, scale, index + 1, pixel_limits)
-                image = _pixels(pdf_page, *size)
+                image = draw_page(pdf_page, *size)
             finally:
                 pdf_page.close()
             try:
                 found = ocr_engine.recognize(image, language=language, dpi=dpi)
             finally:
                 image.close()
-            ocr_engine.add_text_layer(pdf, pdf.pages[index], found, image_width=size[0],
+            ocr_engine.add_text_layer(pdf, pages[index], found, image_width=size[0],
                                       image_height=size[1])
             processed += 1
             words += len(found)
-    return pdf_output(save_pdf(pdf), {"pages": processed, "skipped": skipped,
+    return pdf_output(pdf, {"pages": processed, "skipped": skipped,
                                       "words": words, "language": language, "dpi": dpi})
 
 

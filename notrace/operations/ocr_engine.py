@@ -225,10 +225,10 @@ def add_text_layer(pdf, page, words: list, *, image_width: int, image_height: in
     import pikepdf
     from pikepdf import Operator
 
-    from notrace.operations.stamp import _visual_matrix
+    from notrace.operations.stamp import visual_matrix
     if not words:
         return
-    _matrix, visual_width, visual_height = _visual_matrix(page)
+    _matrix, visual_width, visual_height = visual_matrix(page)
     sx, sy = visual_width / image_width, visual_height / image_height  # points a pixel
     shown = []
     for word in words:
@@ -251,9 +251,9 @@ def append_layer(pdf, page, shown: list) -> None:
     import pikepdf
     from pikepdf import Name, Operator
 
-    from notrace.operations.stamp import _add_resource, _visual_matrix
-    matrix, _width, _height = _visual_matrix(page)
-    font = _add_resource(page, Name.Font, "/NotraceOCR", _glyphless_font(pdf))
+    from notrace.operations.stamp import add_resource, visual_matrix
+    matrix, _width, _height = visual_matrix(page)
+    font = add_resource(page, Name.Font, "/NotraceOCR", _glyphless_font(pdf))
     operations = [([], Operator("q")), (matrix, Operator("cm")), ([], Operator("BT")),
                   ([3], Operator("Tr"))]
     operations += [([font, operands[1]] if str(operator) == "Tf" else operands, operator)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pikepdf
 from pikepdf import Name
 
-from notrace.operations._common import Output, json_output, open_pdf, pdf_output, save_pdf
+from notrace.operations._common import Output, json_output, open_pdf, pdf_output
 from notrace.operations.outline_data import MAX_DEPTH, MAX_TITLE, Item, parse_outline, to_json
 from notrace.operations.problems import Problem
 
@@ -141,4 +141,4 @@ def set_bookmarks(inputs: list[memoryview], params: dict, *, max_pages: int) -> 
     items = parse_outline(params["bookmarks"])
     _check_pages(items, len(pdf.pages), "bookmarks")
     write_outline(pdf, items, replace=params["mode"] == "replace")
-    return pdf_output(save_pdf(pdf))
+    return pdf_output(pdf)

@@ -32,8 +32,8 @@ from notrace.operations.problems import Problem
 MB = 1024 * 1024
 
 
-def _assemble(pages: Iterable[pikepdf.Page], version: str,
-              outline: list | None = None) -> bytes:
+def assemble(pages: Iterable[pikepdf.Page], version: str,
+             outline: list | None = None) -> bytes:
     """A new document of copies of `pages`, with `outline` (outline.read_outline's
     items, pages numbered in the new document) when given."""
     out = pikepdf.new()
@@ -85,7 +85,7 @@ def merge(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
         sources.append(pdf)
     pages = [page for pdf in sources for page in pdf.pages]
     outline = _merged_outline(sources, params["outline"] == "keep", params["bookmark_per_file"])
-    return pdf_output(_assemble(pages, _newest(p.pdf_version for p in sources), outline),
+    return pdf_output(assemble(pages, _newest(p.pdf_version for p in sources), outline),
                       {"bookmarks": count_items(outline)})
 
 
@@ -134,7 +134,7 @@ def split(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     check_page_count(sum(len(g) for g in groups), max_pages, "the parts together")
     pages = list(pdf.pages)
     files = [OutputFile(f"part-{k}.pdf", PDF,
-                        _assemble((pages[i] for i in group), pdf.pdf_version))
+                        assemble((pages[i] for i in group), pdf.pdf_version))
              for k, group in enumerate(groups, start=1)]
     report: dict = {"parts": [[i + 1 for i in g] for g in groups]}
     if params.get("max_mb") is not None:  # a page bigger than the limit is a part alone
@@ -152,7 +152,7 @@ def _by_size(pdf: pikepdf.Pdf, max_mb: float) -> list[list[int]]:
     groups: list[list[int]] = [[]]
     total = 0
     for i, page in enumerate(pdf.pages):
-        size = len(_assemble([page], pdf.pdf_version))
+        size = len(assemble([page], pdf.pdf_version))
         if groups[-1] and total + size > limit:
             groups.append([])
             total = 0
@@ -182,7 +182,7 @@ def select(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     if not indices:
         raise Problem("page_out_of_range", "pages: the selection holds no page of this document")
     pages = list(pdf.pages)
-    return pdf_output(_assemble((pages[i] for i in indices), pdf.pdf_version))
+    return pdf_output(assemble((pages[i] for i in indices), pdf.pdf_version))
 
 
 def delete(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
@@ -194,7 +194,7 @@ def delete(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     if not kept:
         raise Problem("page_out_of_range", "pages: deleting every page would leave no document")
     pages = list(pdf.pages)
-    return pdf_output(_assemble((pages[i] for i in kept), pdf.pdf_version),
+    return pdf_output(assemble((pages[i] for i in kept), pdf.pdf_version),
                       {"deleted": len(gone), "kept": len(kept)})
 
 
@@ -207,7 +207,7 @@ def rotate(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     for i in sorted(chosen):
         page = pages[i]
         page.obj.Rotate = (page_rotation(page) + params["angle"]) % 360
-    return pdf_output(save_pdf(pdf), {"rotated": len(chosen)})
+    return pdf_output(pdf, {"rotated": len(chosen)})
 
 
 def crop(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
@@ -233,4 +233,4 @@ def crop(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
         page.obj.CropBox = pikepdf.Array(new)
         if params["mode"] == "media":
             page.obj.MediaBox = pikepdf.Array(new)
-    return pdf_output(save_pdf(pdf), {"cropped": len(chosen)})
+    return pdf_output(pdf, {"cropped": len(chosen)})

@@ -13,7 +13,7 @@ import pikepdf
 from pikepdf import Matrix, Name, Operator
 
 from notrace.operations._common import page_box
-from notrace.operations.stamp import _add_resource, _visual_matrix
+from notrace.operations.stamp import add_resource, visual_matrix
 
 __all__ = ["Rect", "visual", "fit_matrix", "Placer", "rectangle_ops", "draw_over", "draw_under"]
 
@@ -26,7 +26,7 @@ def _matrix(values: list[float]) -> Matrix:
 
 def visual(page: pikepdf.Page) -> tuple[Matrix, float, float]:
     """(visual -> user space matrix, visible width, visible height) of `page` as shown."""
-    matrix, vw, vh = _visual_matrix(page)
+    matrix, vw, vh = visual_matrix(page)
     return _matrix(matrix), vw, vh
 
 
@@ -85,7 +85,7 @@ class Placer:
         its visual space with `on_visual`), and the rectangle it covers in the same
         space. The caller adds the bytes to the page's content."""
         form, vw, vh = self.form(source)
-        name = _add_resource(page, Name.XObject, "/NtP", form)
+        name = add_resource(page, Name.XObject, "/NtP", form)
         place = fit_matrix(vw, vh, cell, fit)
         ops: list = [([], Operator("q"))]
         if on_visual:

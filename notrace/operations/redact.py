@@ -42,7 +42,7 @@ from notrace.operations.redact_params import (parse_boxes, parse_color, parse_te
                                               patterns as compile_patterns)
 from notrace.operations.redact_search import Budget, Rect, page_chars, term_rects
 from notrace.operations.redact_strip import strip_document
-from notrace.operations.render import _pixels as draw_page
+from notrace.operations.render import draw_page
 
 __all__ = ["redact"]
 
@@ -83,8 +83,9 @@ def redact(inputs: list[memoryview], params: dict, *, max_pages: int,
             width, height = document.get_page_size(index)
             pixel_size(width, height, scale, index + 1, pixel_limits)
         color = parse_color(params["color"])
+        pages = list(pdf.pages)  # list once: pdf.pages[i] copies every page (see pagework)
         for index, (_matches, rects) in found.items():
-            _rebuild(pdf, pdf.pages[index], document, index, rects, scale, color,
+            _rebuild(pdf, pages[index], document, index, rects, scale, color,
                      pixel_limits)
     data = save_pdf(pdf)
     del prepared

@@ -1,7 +1,7 @@
 """Where the terms are on a page, from PDFium's text positions. Runs in the CHILD.
 
-A page's characters come as `text` reads them (text._chars: one character per PDFium
-character index, its line-break hyphens included), bounded like `text` (text._Budget:
+A page's characters come as `text` reads them (text.index_chars: one character per PDFium
+character index, its line-break hyphens included), bounded like `text` (text.Budget:
 a page over MAX_PAGE_CHARS characters is "too_large"). A match's characters are
 grouped by line and each group becomes one rectangle: the union of the characters'
 loose boxes (font ascent to descent, the whole advance), padded (_padded), in PDF points
@@ -17,7 +17,7 @@ import re
 import pypdfium2.raw as pdfium_c
 
 from notrace.operations.redact_params import spans
-from notrace.operations.text import _Budget as Budget, _chars as index_chars
+from notrace.operations.text import Budget, index_chars
 
 __all__ = ["Rect", "PAD_PT", "Budget", "page_chars", "char_box", "term_rects"]
 

@@ -22,7 +22,7 @@ from notrace.operations._common import Output, OutputFile
 from notrace.operations.pages import parse_pages
 from notrace.operations.raster import PixelLimits, pixel_size
 
-__all__ = ["render", "thumbnail", "paint"]
+__all__ = ["render", "thumbnail", "paint", "check_sizes", "draw_page"]
 
 #: format parameter -> (Pillow format, file suffix, media type)
 FORMATS = {"png": ("PNG", "png", "image/png"), "jpeg": ("JPEG", "jpg", "image/jpeg"),
@@ -39,7 +39,7 @@ def render(inputs: list[memoryview], params: dict, *, max_pages: int,
         document.init_forms()   # before any page is loaded: fields drawn (paint)
         chosen = sorted(parse_pages(params["pages"]).resolve_set(len(document)))
         pixel_limits.check_pages(len(chosen))
-        _check_sizes(document, chosen, lambda _w, _h: scale, pixel_limits)
+        check_sizes(document, chosen, lambda _w, _h: scale, pixel_limits)
         files = []
         for index in chosen:
             data, suffix, media_type = _draw(document, index, lambda _w, _h: scale, params,
@@ -61,20 +61,20 @@ def thumbnail(inputs: list[memoryview], params: dict, *, max_pages: int,
                               max_pages=max_pages) as document:
         document.init_forms()
         index = parse_pages(str(params["page"])).resolve(len(document))[0]
-        _check_sizes(document, [index], scale, pixel_limits)
+        check_sizes(document, [index], scale, pixel_limits)
         data, suffix, media_type = _draw(document, index, scale, params, pixel_limits)
     return Output([OutputFile(f"page-{index + 1}.{suffix}", media_type, data)],
                   {"page": index + 1, "format": params["format"]})
 
 
-def _check_sizes(document, indexes: list[int], scale, limits: PixelLimits) -> None:
+def check_sizes(document, indexes: list[int], scale, limits: PixelLimits) -> None:
     """Every page's pixel size within the limit, before the first is drawn."""
     for index in indexes:
         width, height = document.get_page_size(index)
         pixel_size(width, height, scale(width, height), index + 1, limits)
 
 
-def _pixels(pdf_page, width: int, height: int) -> Image.Image:
+def draw_page(pdf_page, width: int, height: int) -> Image.Image:
     """The page drawn (annotations' appearances too) on white, exactly width x height
     RGB pixels (PdfPage.render rounds 1650.0000000002 up to 1651); the bitmap is closed
     once Pillow has its copy."""
@@ -109,7 +109,7 @@ def _draw(document, index: int, scale, params: dict,
         width, height = pdf_page.get_size()
         factor = scale(width, height)
         size = pixel_size(width, height, factor, index + 1, limits)  # the loaded page's
-        image = _pixels(pdf_page, *size)
+        image = draw_page(pdf_page, *size)
     finally:
         pdf_page.close()
     out = io.BytesIO()

@@ -125,8 +125,9 @@ def scale(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     chosen = sorted(parse_pages(params["pages"]).resolve_set(len(pdf.pages)))
     seen: set = set()
     matrices = {}
+    pages = list(pdf.pages)  # list once: pdf.pages[i] copies every page (see pagework)
     for i in chosen:
-        page = pdf.pages[i]
+        page = pages[i]
         matrices[page.obj.objgen] = _scale_page(pdf, page, params, seen)
     for dest in explicit_destinations(pdf):
         target = dest[0]

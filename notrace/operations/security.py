@@ -43,4 +43,4 @@ def decrypt(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output
     pdf = open_pdf(inputs[0], password=params["password"], max_pages=max_pages)
     if not pdf.is_encrypted:
         raise Problem("not_encrypted", "the document is not encrypted")
-    return pdf_output(save_pdf(pdf))
+    return pdf_output(pdf)

@@ -13,7 +13,7 @@ import math
 import pikepdf
 from pikepdf import Name, Operator
 
-from notrace.operations._common import Output, open_pdf, page_box, page_rotation, pdf_output, save_pdf
+from notrace.operations._common import Output, open_pdf, page_box, page_rotation, pdf_output
 from notrace.operations.pages import parse_pages
 
 #: Helvetica advance widths (1/1000 em) of WinAnsi codes 32..126, from the base-14 AFM;
@@ -38,7 +38,7 @@ def text_width(data: bytes, size: float) -> float:
     return sum(_WIDTHS[b - 32] if 32 <= b <= 126 else 556 for b in data) * size / 1000
 
 
-def _visual_matrix(page: pikepdf.Page) -> tuple[list[float], float, float]:
+def visual_matrix(page: pikepdf.Page) -> tuple[list[float], float, float]:
     """Matrix from visual (upright, origin bottom-left of the visible box) coordinates to
     user space, and the visual width and height."""
     x0, y0, x1, y1 = page_box(page)
@@ -51,7 +51,7 @@ def _visual_matrix(page: pikepdf.Page) -> tuple[list[float], float, float]:
     return matrix, *visual
 
 
-def _anchor(position: str, vw: float, vh: float, half_w: float, half_h: float) -> tuple:
+def anchor_centre(position: str, vw: float, vh: float, half_w: float, half_h: float) -> tuple:
     """Centre of the stamp for a named position, kept MARGIN inside the visible box."""
     left, right = MARGIN + half_w, vw - MARGIN - half_w
     bottom, top = MARGIN + half_h, vh - MARGIN - half_h
@@ -61,7 +61,7 @@ def _anchor(position: str, vw: float, vh: float, half_w: float, half_h: float) -
     return x, y
 
 
-def _add_resource(page: pikepdf.Page, kind: Name, base: str, obj) -> Name:
+def add_resource(page: pikepdf.Page, kind: Name, base: str, obj) -> Name:
     """Add obj to the page's resources under base, base1, base2... (the first free name;
     pikepdf's own naming is random, and we want reproducible output)."""
     resources = page.obj.get("/Resources")
@@ -99,13 +99,13 @@ class Stamper:
         cos, sin = math.cos(rad), math.sin(rad)
         half_w = (abs(cos) * width + abs(sin) * size) / 2
         half_h = (abs(sin) * width + abs(cos) * size) / 2
-        matrix, vw, vh = _visual_matrix(page)
-        x, y = _anchor(position, vw, vh, half_w, half_h)
-        font = _add_resource(page, Name.Font, "/NtF", self.font)
+        matrix, vw, vh = visual_matrix(page)
+        x, y = anchor_centre(position, vw, vh, half_w, half_h)
+        font = add_resource(page, Name.Font, "/NtF", self.font)
         ops = [([], Operator("q")), (matrix, Operator("cm")),
                ([cos, sin, -sin, cos, x, y], Operator("cm"))]
         if self.state is not None:
-            ops.append(([_add_resource(page, Name.ExtGState, "/NtG", self.state)],
+            ops.append(([add_resource(page, Name.ExtGState, "/NtG", self.state)],
                         Operator("gs")))
         ops += [([self.gray], Operator("g")), ([], Operator("BT")),
                 ([font, size], Operator("Tf")),
@@ -123,10 +123,11 @@ def watermark(inputs: list[memoryview], params: dict, *, max_pages: int) -> Outp
     pdf = open_pdf(inputs[0], password=params.get("password"), max_pages=max_pages)
     chosen = sorted(parse_pages(params["pages"]).resolve_set(len(pdf.pages)))
     stamper = Stamper(pdf, opacity=params["opacity"], gray=0.5)
+    pages = list(pdf.pages)  # list once: pdf.pages[i] copies every page (see pagework)
     for i in chosen:
-        stamper.stamp(pdf.pages[i], params["text"], size=params["size"],
+        stamper.stamp(pages[i], params["text"], size=params["size"],
                       position=params["position"], angle=params["angle"])
-    return pdf_output(save_pdf(pdf), {"stamped": len(chosen)})
+    return pdf_output(pdf, {"stamped": len(chosen)})
 
 
 def number(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
@@ -136,9 +137,10 @@ def number(inputs: list[memoryview], params: dict, *, max_pages: int) -> Output:
     chosen = sorted(parse_pages(params["pages"]).resolve_set(len(pdf.pages)))
     total = params["start"] + len(chosen) - 1
     stamper = Stamper(pdf)
+    pages = list(pdf.pages)  # list once: pdf.pages[i] copies every page (see pagework)
     for k, i in enumerate(chosen):
         # str.replace, never str.format: the format text is the user's.
         label = params["format"].replace("{n}", str(params["start"] + k)) \
                                 .replace("{total}", str(total))
-        stamper.stamp(pdf.pages[i], label, size=params["size"], position=params["position"])
-    return pdf_output(save_pdf(pdf), {"numbered": len(chosen)})
+        stamper.stamp(pages[i], label, size=params["size"], position=params["position"])
+    return pdf_output(pdf, {"numbered": len(chosen)})

@@ -29,7 +29,7 @@ from notrace.operations._common import Output, json_output, open_pdf, save_pdf
 from notrace.operations.pages import parse_pages
 from notrace.operations.problems import Problem
 
-__all__ = ["text", "MAX_PAGE_CHARS", "MAX_TEXT_CHARS"]
+__all__ = ["text", "MAX_PAGE_CHARS", "MAX_TEXT_CHARS", "Budget", "index_chars"]
 
 #: Characters one page may have (a dense page of 8 pt text has about 10,000).
 MAX_PAGE_CHARS = 200_000
@@ -46,7 +46,7 @@ _MAX_CODE_POINT = 0x10FFFF
 _WORD = re.compile(f"[^\\s\\x00{_PDFIUM_HYPHEN}]*{_PDFIUM_HYPHEN}|[^\\s\\x00{_PDFIUM_HYPHEN}]+")
 
 
-class _Budget:
+class Budget:
     """The characters left for this answer; refuses a page over either bound."""
 
     def __init__(self) -> None:
@@ -76,7 +76,7 @@ def _pypdf_pages(data: memoryview, params: dict, max_pages: int) -> list[dict]:
     pdf = open_pdf(data, password=params.get("password"), max_pages=max_pages)
     indices = parse_pages(params["pages"]).resolve(len(pdf.pages), limit=max_pages)
     reader = pypdf.PdfReader(io.BytesIO(save_pdf(pdf)), strict=False)
-    budget, pages = _Budget(), []
+    budget, pages = Budget(), []
     for i in indices:
         page_text = reader.pages[i].extract_text()
         budget.take(i + 1, len(page_text))
@@ -86,7 +86,7 @@ def _pypdf_pages(data: memoryview, params: dict, max_pages: int) -> list[dict]:
 
 def _pdfium_pages(data: memoryview, params: dict, max_pages: int) -> list[dict]:
     boxes = params["layout"] == "boxes"
-    budget, pages = _Budget(), []
+    budget, pages = Budget(), []
     with pdfium.open_document(data, password=params.get("password"),
                               max_pages=max_pages) as document:
         indices = parse_pages(params["pages"]).resolve(len(document), limit=max_pages)
@@ -99,7 +99,7 @@ def _pdfium_pages(data: memoryview, params: dict, max_pages: int) -> list[dict]:
                 if boxes:
                     entry["box"] = [round(v, 2) for v in pdf_page.get_bbox()]
                     entry["rotate"] = pdf_page.get_rotation()
-                    entry["words"] = _words(text_page.raw, _chars(text_page.raw, raw, count))
+                    entry["words"] = _words(text_page.raw, index_chars(text_page.raw, raw, count))
             pages.append(entry)
     return pages
 
@@ -109,7 +109,7 @@ def _clean(raw: str) -> str:
     return raw.replace("\r\n", "\n").replace(_PDFIUM_HYPHEN, "-\n")
 
 
-def _chars(raw_text_page, text: str, count: int) -> str:
+def index_chars(raw_text_page, text: str, count: int) -> str:
     """The page's characters, one per PDFium character index: its text when that has one
     character per index (as almost always), else read code by code."""
     if len(text) == count:

@@ -16,8 +16,8 @@ import pytest
 from pikepdf import Array, Dictionary, Name
 
 from notrace.operations import ocr_engine
-from notrace.operations.render import _pixels
-from notrace.operations.stamp import _visual_matrix
+from notrace.operations.render import draw_page
+from notrace.operations.stamp import visual_matrix
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,7 +42,7 @@ def text_pdf(lines=LINES, *, size=(612, 792), rotate: int = 0,
         page.obj.Rotate = rotate
     if crop:
         page.obj.CropBox = Array(list(crop))
-    matrix, _width, _height = _visual_matrix(page)
+    matrix, _width, _height = visual_matrix(page)
     page.obj.Contents = pdf.make_stream(b"%s cm\n" % " ".join(map(str, matrix)).encode()
                                         + b"".join(
         b"BT /F1 %d Tf %d %d Td (%s) Tj ET\n" % (FONT_SIZE, x, y, text.encode())
@@ -58,7 +58,7 @@ def draw(data: bytes, dpi: int, index: int = 0):
     try:
         page = document[index]
         width, height = page.get_size()
-        image = _pixels(page, round(width * dpi / 72), round(height * dpi / 72))
+        image = draw_page(page, round(width * dpi / 72), round(height * dpi / 72))
         page.close()
         return image
     finally:
