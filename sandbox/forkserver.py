@@ -469,7 +469,9 @@ class ForkServer:
                         f"outputs exceed {job.limits.output_mb} MB", **done)
 
     def finish(self, child: Child, status: str, reason: str, **fields) -> None:
-        """Send the job's one result (the first cause wins) and release its output."""
+        """Send the job's one result (the first cause wins). The child's output memfd
+        stays open here until the child is reaped: every child holds the same four fds of
+        ours all its life (the result carries a dup)."""
         if child.answered:
             return
         child.answered = True
@@ -480,7 +482,6 @@ class ForkServer:
             stamps["forkserver_answered"] = time.monotonic()
             fields["stats"] = dict(fields.get("stats") or {}, timings=stamps)
         self.send_result(child.job.id, status, reason, **fields)
-        child.output.close()
 
     # --- answers to the server ---------------------------------------------------------
     def send_result(self, job_id, status: str, reason: str, *, fds: list[int] = (),
