@@ -30,7 +30,7 @@ import zlib
 
 import pikepdf
 import pypdfium2.raw as pdfium_c
-from PIL import Image, ImageChops, ImageDraw
+from PIL import Image, ImageDraw
 
 from notrace.operations import pdfium
 from notrace.operations._common import Output, open_pdf, pdf_output, save_pdf
@@ -42,7 +42,7 @@ from notrace.operations.redact_params import (parse_boxes, parse_color, parse_te
                                               patterns as compile_patterns)
 from notrace.operations.redact_search import Budget, Rect, page_chars, term_rects
 from notrace.operations.redact_strip import strip_document
-from notrace.operations.render import draw_page
+from notrace.operations.render import draw_page, is_gray
 
 __all__ = ["redact"]
 
@@ -152,13 +152,6 @@ def _painted(document, index: int, rects: list[Rect], scale: float, color,
         pdf_page.close()
 
 
-def _gray(image: Image.Image) -> bool:
-    """Whether every pixel of the RGB `image` is gray (R = G = B), compared in C."""
-    red, green, blue = image.split()
-    return (ImageChops.difference(red, green).getbbox() is None
-            and ImageChops.difference(green, blue).getbbox() is None)
-
-
 def _placement(box: tuple, rotation: int) -> bytes:
     """The `cm` that puts the image (drawn as the page is shown) over the unrotated
     visible `box`, so that the page's /Rotate shows it upright again."""
@@ -175,7 +168,7 @@ def _rebuild(pdf: pikepdf.Pdf, page: pikepdf.Page, document, index: int, rects: 
     image, box, rotation = _painted(document, index, rects, scale, color, limits)
     width, height = image.size
     space = pikepdf.Name.DeviceRGB
-    if _gray(image):  # most pages of text: a third of the pixels to compress and keep
+    if is_gray(image):  # most pages of text: a third of the pixels to compress and keep
         image, rgb = image.convert("L"), image
         rgb.close()
         space = pikepdf.Name.DeviceGray

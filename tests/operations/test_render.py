@@ -76,6 +76,20 @@ def test_the_black_square_is_black_and_the_rest_white(call):
         assert image.getpixel((x, y)) > 245, (x, y)
 
 
+def test_a_page_without_colour_is_one_grey_channel_and_colour_stays(call):
+    """Text pages (most pages) encode a third of the pixels: PNG and JPEG in mode L; a
+    page with one red square stays RGB, its red where it was; WebP has no grey mode."""
+    red = _pdf([((72, 72), b"1 0 0 rg 18 18 36 36 re f")])
+    for fmt, pillow in (("png", "PNG"), ("jpeg", "JPEG")):
+        assert _image(call("render", [SQUARE], dpi=72, format=fmt).file, pillow).mode == "L"
+        colour = _image(call("render", [red], dpi=144, format=fmt).file, pillow)
+        assert colour.mode == "RGB"
+        r, g, b = colour.getpixel((72, 72))
+        assert r > 200 and g < 60 and b < 60, (fmt, (r, g, b))
+    assert _image(call("thumbnail", [SQUARE], width=72).file).mode == "L"
+    assert _image(call("render", [SQUARE], format="webp").file, "WEBP").mode == "RGB"
+
+
 def test_formats_and_quality(call):
     doc = pdfs.make_pdf(1, text="quality")
     jpeg = call("render", [doc], format="jpeg", dpi=100)
