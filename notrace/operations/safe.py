@@ -42,7 +42,7 @@ from notrace.operations import ocr_engine, pdfium, pixelstream
 from notrace.operations._common import PDF, Output, OutputFile
 from notrace.operations.problems import Problem
 from notrace.operations.raster import PixelLimits, pixel_size
-from notrace.operations.render import paint
+from notrace.operations.render import is_gray, paint
 
 __all__ = ["PHASES", "PRODUCER", "NOT_KEPT", "FLATE_LEVEL", "batch_bytes", "batch_full",
            "report", "draw_batch", "add_pages", "safe"]
@@ -205,18 +205,19 @@ def add_pages(pdf: pikepdf.Pdf, view: memoryview, pages: list, params: dict) -> 
         pixels = view[offset:offset + count]
         if offset < 0 or len(pixels) != count:
             raise ValueError("a page's pixels lie outside the input")  # the server's bug
-        data, codec = _encode(pixels, width, height, params)
-        page = _image_page(pdf, data, codec, width, height, width_pt, height_pt)
+        data, codec, space = _encode(pixels, width, height, params)
+        page = _image_page(pdf, data, codec, space, width, height, width_pt, height_pt)
         if params["ocr"]:
             _add_words(pdf, page, pixels, width, height, params)
 
 
-def _image_page(pdf: pikepdf.Pdf, data: bytes, codec: Name, width: int, height: int,
-                width_pt: float, height_pt: float) -> pikepdf.Page:
-    """A new last page of width_pt x height_pt points: one RGB image, `data` encoded by
-    `codec`, width x height pixels, drawn over the whole page, and nothing else."""
+def _image_page(pdf: pikepdf.Pdf, data: bytes, codec: Name, space: Name, width: int,
+                height: int, width_pt: float, height_pt: float) -> pikepdf.Page:
+    """A new last page of width_pt x height_pt points: one image of colour space `space`
+    (RGB, or gray for a page without colour), `data` encoded by `codec`, width x height
+    pixels, drawn over the whole page, and nothing else."""
     image = pdf.make_stream(data, Type=Name.XObject, Subtype=Name.Image, Width=width,
-                            Height=height, ColorSpace=Name.DeviceRGB,
+                            Height=height, ColorSpace=space,
                             BitsPerComponent=8, Filter=codec)
     # Made by hand: add_blank_page refuses sides over 14400 points, which PDFium
     # draws (UserUnit documents) and viewers show.
@@ -228,16 +229,26 @@ def _image_page(pdf: pikepdf.Pdf, data: bytes, codec: Name, width: int, height: 
     return pdf.pages[-1]
 
 
-def _encode(pixels: memoryview, width: int, height: int, params: dict) -> tuple[bytes, Name]:
-    """The page image's stream data and filter: Flate (lossless) or, with
-    compression=jpeg, a baseline JPEG at `quality` (Pillow), several times smaller for
-    photographs and scans."""
-    if params["compression"] == "flate":
-        return zlib.compress(pixels, FLATE_LEVEL), Name.FlateDecode
+def _encode(pixels: memoryview, width: int, height: int,
+            params: dict) -> tuple[bytes, Name, Name]:
+    """A page's RGB pixels as its image's stream data, filter and colour space: one gray
+    channel when no pixel has a colour (most pages: a third of the bytes to compress
+    and keep, the same look), else RGB (_encoded)."""
     import PIL.Image
-    out = io.BytesIO()
     with PIL.Image.frombuffer("RGB", (width, height), pixels, "raw", "RGB", 0, 1) as rgb:
-        rgb.save(out, format="JPEG", quality=params["quality"])
+        if not is_gray(rgb):
+            return (*_encoded(rgb, params), Name.DeviceRGB)
+        with rgb.convert("L") as gray:
+            return (*_encoded(gray, params), Name.DeviceGray)
+
+
+def _encoded(image, params: dict) -> tuple[bytes, Name]:
+    """A Pillow image (RGB or L) as Flate (lossless) or, with compression=jpeg, a
+    baseline JPEG at `quality`, several times smaller for photographs and scans."""
+    if params["compression"] == "flate":
+        return zlib.compress(image.tobytes(), FLATE_LEVEL), Name.FlateDecode
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=params["quality"])
     return out.getvalue(), Name.DCTDecode
 
 
@@ -286,6 +297,9 @@ def merge_phase(inputs: list[memoryview], job: dict) -> Output:
 
 #: The codecs phase 2 encodes a page's image with (_encode).
 _CODECS = {"/FlateDecode": Name.FlateDecode, "/DCTDecode": Name.DCTDecode}
+#: Its colour spaces, and the Pillow mode of each.
+_SPACES = {Name.DeviceRGB: "/DeviceRGB", Name.DeviceGray: "/DeviceGray"}
+_MODES = {"/DeviceRGB": ("RGB", 3), "/DeviceGray": ("L", 1)}
 #: Of a text layer (ocr_engine.add_text_layer), the operators a merge keeps: each word's
 #: size, place and codes; the layer around them (font, invisible mode) it makes itself.
 _WORD_OPERATORS = {"Tf": 2, "Tm": 6, "Tj": 1}
@@ -302,18 +316,18 @@ def _rebuilt(pdf: pikepdf.Pdf, part_page: pikepdf.Page, params: dict) -> None:
     image = xobjects.get("/Im0") if isinstance(xobjects, Dictionary) else None
     if not (isinstance(box, pikepdf.Array) and len(box) == 4 and box[0] == box[1] == 0
             and isinstance(image, pikepdf.Stream) and image.get("/Subtype") == Name.Image
-            and image.get("/ColorSpace") == Name.DeviceRGB
+            and image.get("/ColorSpace") in _SPACES
             and image.get("/BitsPerComponent") == 8 and "/DecodeParms" not in image
             and isinstance(image.get("/Filter"), Name) and str(image.Filter) in _CODECS):
-        raise ValueError("a part's page is not one RGB image as phase 2 makes them")
+        raise ValueError("a part's page is not one image as phase 2 makes them")
     width, height = image.get("/Width"), image.get("/Height")
     width_pt, height_pt = _finite(box[2]), _finite(box[3])
     if not (type(width) is int and type(height) is int and width > 0 and height > 0
             and math.isfinite(width_pt) and math.isfinite(height_pt)):
         raise ValueError("a part's page has no size")
-    codec = _CODECS[str(image.Filter)]
-    page = _image_page(pdf, _image_data(image.read_raw_bytes(), codec, width, height, params),
-                       codec, width, height, width_pt, height_pt)
+    codec, space = _CODECS[str(image.Filter)], _SPACES[image.ColorSpace]
+    data = _image_data(image.read_raw_bytes(), codec, space, width, height, params)
+    page = _image_page(pdf, data, codec, Name(space), width, height, width_pt, height_pt)
     if params["ocr"]:
         words = [(_word_operands(str(operator), operands), operator)
                  for operands, operator in pikepdf.parse_content_stream(part_page)
@@ -322,13 +336,15 @@ def _rebuilt(pdf: pikepdf.Pdf, part_page: pikepdf.Page, params: dict) -> None:
             ocr_engine.append_layer(pdf, page, words)
 
 
-def _image_data(raw: bytes, codec: Name, width: int, height: int, params: dict) -> bytes:
+def _image_data(raw: bytes, codec: Name, space: str, width: int, height: int,
+                params: dict) -> bytes:
     """A part's image data as the answer may carry it, ValueError if it is not what phase
-    2 makes: Flate must inflate to exactly width x height RGB pixels and end there
-    (checked in 1 MiB pieces, never held whole); a JPEG is decoded and encoded anew, so
-    none of its markers, tables or other structure reaches a client's decoder (a phase-2
-    child gone wrong could otherwise hand a viewer a hostile JPEG)."""
-    expected = width * height * 3
+    2 makes: Flate must inflate to exactly width x height pixels of its colour space and
+    end there (checked in 1 MiB pieces, never held whole); a JPEG is decoded and encoded
+    anew, so none of its markers, tables or other structure reaches a client's decoder (a
+    phase-2 child gone wrong could otherwise hand a viewer a hostile JPEG)."""
+    mode, channels = _MODES[space]
+    expected = width * height * channels
     if codec == Name.FlateDecode:
         inflate, seen, pending = zlib.decompressobj(), 0, raw
         try:
@@ -346,14 +362,15 @@ def _image_data(raw: bytes, codec: Name, width: int, height: int, params: dict) 
     import PIL.Image
     try:
         with PIL.Image.open(io.BytesIO(raw), formats=["JPEG"]) as jpeg:
-            if jpeg.size != (width, height) or jpeg.mode != "RGB":
-                raise ValueError("a part's image is not its size in RGB")
+            if jpeg.size != (width, height) or jpeg.mode != mode:
+                raise ValueError("a part's image is not its size in its colour space")
             pixels = jpeg.tobytes()
     except (OSError, SyntaxError, PIL.Image.DecompressionBombError):
         raise ValueError("a part's image is not a JPEG") from None
-    if len(pixels) != expected:
-        raise ValueError("a part's image is not exactly its pixels")
-    return _encode(memoryview(pixels), width, height, {**params, "compression": "jpeg"})[0]
+    # A new image of the pixels alone: Pillow's save would copy the part's comment (its
+    # info) into the JPEG it writes.
+    with PIL.Image.frombytes(mode, (width, height), pixels) as fresh:
+        return _encoded(fresh, {**params, "compression": "jpeg"})[0]
 
 
 def _word_operands(operator: str, operands) -> list:

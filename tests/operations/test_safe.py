@@ -91,7 +91,8 @@ def test_the_pixels_are_the_pages_as_drawn(call):
     document = _pdf(result)
     image = document.pages[1].Resources.XObject["/Im0"]
     assert (int(image.Width), int(image.Height)) == (850, 1100)  # Letter at 100 dpi
-    ours = Image.frombytes("RGB", (850, 1100), image.read_bytes())
+    assert image.ColorSpace == "/DeviceGray"   # black text on white: one gray channel
+    ours = Image.frombytes("L", (850, 1100), image.read_bytes()).convert("RGB")
     # what PDFium draws of the original at that size, and of our result: the same
     assert ours.tobytes() == _rendered(original, 100)[1].tobytes()
     assert _rendered(result, 100)[1].convert("L").histogram() == \
@@ -101,7 +102,8 @@ def test_the_pixels_are_the_pages_as_drawn(call):
 
 def test_jpeg_compression_is_smaller_for_photographs(call):
     """A page that is a noisy photograph: Flate can hardly shrink it, JPEG can."""
-    photo = Image.effect_noise((500, 400), 60).convert("RGB")
+    photo = Image.merge("RGB", [Image.effect_noise((500, 400), sigma)
+                                for sigma in (40, 60, 80)])   # in colour
     out = io.BytesIO()
     photo.save(out, format="PNG")
     original = call("from-images", [out.getvalue()]).body   # a 500 x 400 point page
@@ -112,6 +114,7 @@ def test_jpeg_compression_is_smaller_for_photographs(call):
     document = _pdf(jpeg.body)
     image = document.pages[0].Resources.XObject["/Im0"]
     assert image.Filter == "/DCTDecode" and (int(image.Width), int(image.Height)) == (500, 400)
+    assert image.ColorSpace == "/DeviceRGB"
     assert len(jpeg.body) < len(flate.body) / 2
     # the same picture: on average within a few levels of the lossless one
     decoded = Image.open(io.BytesIO(image.read_raw_bytes()), formats=["JPEG"]).convert("L")
