@@ -114,12 +114,6 @@ class OpenDocument:
         return pdf
 
 
-def input_size(data: memoryview | OpenDocument) -> int | None:
-    """The input's size in bytes; None for a document handed over open (it has none
-    until saved, and saving it only to measure it is what handing it over avoids)."""
-    return None if isinstance(data, OpenDocument) else len(data)
-
-
 @dataclasses.dataclass
 class Output:
     """An operation's result: its files and report; `archive` asks for a zip even of

@@ -6,7 +6,7 @@ import io
 import pikepdf
 from PIL import Image
 
-from notrace.operations._common import Output, input_size, open_pdf, page_box, pdf_output, save_pdf
+from notrace.operations._common import Output, open_pdf, page_box, pdf_output, save_pdf
 
 #: Images larger than this (pixels) are left as they are by downsampling: decoding them
 #: would cost more memory than a job should (a 60000x60000 "image bomb" is 3.6 G pixels).
@@ -40,7 +40,7 @@ def compress(inputs: list[memoryview], params: dict, *, max_pages: int) -> Outpu
                         compress_streams=True, recompress_flate=True)
     finally:
         pikepdf.settings.set_flate_compression_level(-1)
-    report["input_bytes"] = input_size(inputs[0])
+    report["input_bytes"] = len(inputs[0])  # always bytes: compress is not in TAKES_OPEN
     report["output_bytes"] = len(data)
     return pdf_output(data, report)
 
