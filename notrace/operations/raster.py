@@ -55,7 +55,10 @@ def pixel_size(width_pt: float, height_pt: float, scale: float, page: int,
     if not (math.isfinite(width_pt) and math.isfinite(height_pt)
             and width_pt > 0 and height_pt > 0):
         raise Problem("malformed", f"page {page} has no size to render")
-    width, height = _pixels(width_pt * scale), _pixels(height_pt * scale)
+    scaled = width_pt * scale, height_pt * scale
+    if not all(map(math.isfinite, scaled)):   # 1e308 points: infinite pixels, no int
+        raise Problem("too_large", f"page {page} is too large to draw at this resolution")
+    width, height = map(_pixels, scaled)
     if width * height > limits.page_pixels:
         raise Problem("too_large", f"page {page} would be {width} x {height} pixels, more "
                       f"than the {_megapixels(limits.page_pixels)} allowed a page")

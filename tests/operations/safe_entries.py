@@ -39,6 +39,8 @@ STREAMS = {
     "size-not-the-pages": pack_stream_header(1, 0, 1) + _page(width=10, height=10,
                                                               pixels=300),
     "nan-points": pack_stream_header(1, 0, 1) + _page(wpt=float("nan")),
+    # finite, but infinite once scaled to pixels (an OverflowError, a 500, before)
+    "huge-points": pack_stream_header(1, 0, 1) + _page(wpt=1e308),
     "empty": b"",
 }
 assert all(s[:8] == MAGIC for name, s in STREAMS.items()
