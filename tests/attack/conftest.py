@@ -55,6 +55,21 @@ class Loop:
             assert time.monotonic() < deadline, "the fork server kept extra children"
             self.loop.run_until_complete(asyncio.sleep(0.05))
 
+    def steady_fd_counts(self, samples: int = 4, timeout_s: float = 5.0) -> tuple[int, int]:
+        """(server, fork server) descriptor counts once they hold still. A child that has
+        just exited is reaped by the spawner before the fork server reads its pidfd and
+        closes its four descriptors: a count taken in that gap is four too high (a CI
+        run's 'leak' of 18 -> 14), so equal counts over a few sampled ticks are taken."""
+        self.settle()
+        deadline = time.monotonic() + timeout_s
+        seen: list[tuple[int, int]] = []
+        while True:
+            seen.append((fd_count(os.getpid()), fd_count(self.sb.fork_server_pid)))
+            if len(seen) >= samples and len(set(seen[-samples:])) == 1:
+                return seen[-1]
+            assert time.monotonic() < deadline, f"descriptor counts never settled: {seen}"
+            self.loop.run_until_complete(asyncio.sleep(0.05))
+
     def close(self) -> None:
         self.loop.run_until_complete(self.sb.close())
         self.loop.close()

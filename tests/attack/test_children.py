@@ -34,9 +34,8 @@ def hostile_beside_innocent(box, params, *, innocents: int = 1, delay_s: float =
 def no_leaks(box):
     """The server's and fork server's descriptors before == after, and no zombie, once
     the attacker's child is gone."""
-    box.settle()
+    before = box.steady_fd_counts()
     server, fork_server = os.getpid(), box.sb.fork_server_pid
-    before = fd_count(server), fd_count(fork_server)
     yield
     # A warm child's fds may still be in transit, and a dead child stays a zombie until
     # the spawner's next reap: wait (bounded) for both to settle.
