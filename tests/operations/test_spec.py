@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from notrace.operations import OPERATIONS, REQUIRED, Inputs, Operation, Param, ParamError
 from notrace.operations.problems import PROBLEMS, Problem
@@ -134,6 +134,8 @@ _NUMBER_PARAM = OPERATIONS["watermark"].param("size")
 _INT_PARAM = OPERATIONS["split"].param("every")
 
 
+# The same examples every run and no per-example deadline (a loaded machine is slow).
+@settings(deadline=None, derandomize=True)
 @given(st.text(max_size=24))
 def test_number_and_integer_schemas_agree_with_parse(text):
     """Where the JSON Schema pattern matches, parsing fails only on bounds, and the reverse."""
