@@ -16,6 +16,7 @@ from sandbox import Limits, Sandbox
 from tests.attack.entries import ATTACK_MAGIC
 from tests.sandbox.conftest import wait_ready
 from tests.service.server import Server
+from tests.steady import steady
 
 ENTRY = "tests.attack.entries:dispatch"
 LIMITS = Limits(memory_mb=256, cpu_s=3, wall_s=4, output_mb=8)
@@ -59,16 +60,13 @@ class Loop:
         """(server, fork server) descriptor counts once they hold still. A child that has
         just exited is reaped by the spawner before the fork server reads its pidfd and
         closes its four descriptors: a count taken in that gap is four too high (a CI
-        run's 'leak' of 18 -> 14), so equal counts over a few sampled ticks are taken."""
+        run's 'leak' of 18 -> 14), so equal counts over a few sampled ticks are taken
+        (sampled from a thread: the loop goes on serving the Sandbox meanwhile)."""
         self.settle()
-        deadline = time.monotonic() + timeout_s
-        seen: list[tuple[int, int]] = []
-        while True:
-            seen.append((fd_count(os.getpid()), fd_count(self.sb.fork_server_pid)))
-            if len(seen) >= samples and len(set(seen[-samples:])) == 1:
-                return seen[-1]
-            assert time.monotonic() < deadline, f"descriptor counts never settled: {seen}"
-            self.loop.run_until_complete(asyncio.sleep(0.05))
+        pids = os.getpid(), self.sb.fork_server_pid
+        return self.loop.run_until_complete(asyncio.to_thread(
+            steady, lambda: (fd_count(pids[0]), fd_count(pids[1])), samples=samples,
+            interval_s=0.05, timeout_s=timeout_s))
 
     def close(self) -> None:
         self.loop.run_until_complete(self.sb.close())
