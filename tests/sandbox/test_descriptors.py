@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import resource
+import time
 
 import pytest
 
@@ -35,11 +36,20 @@ def no_descriptors_left():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+async def wait_sent(sb: Sandbox, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not sb._futures:
+        assert time.monotonic() < deadline, "the job was never sent"
+        await asyncio.sleep(0.01)
+
+
 async def test_a_result_whose_memfd_cannot_be_received_is_busy():
     async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=1, queue=2) as sb:
         pid = sb.fork_server_pid
-        job = asyncio.create_task(sb.run([], {"do": "sleep", "s": 0.5}))
-        await asyncio.sleep(0.2)                      # sent: the child is sleeping
+        # Sent (its future waits for the answer) and still asleep when the descriptors
+        # run out: 2 s leave a loaded machine time to fill them before the answer comes.
+        job = asyncio.create_task(sb.run([], {"do": "sleep", "s": 2}))
+        await wait_sent(sb)
         with no_descriptors_left():
             result = await job
             refused = await sb.run([b"x"], JOB)      # cannot even make its params memfd
