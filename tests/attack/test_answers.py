@@ -12,6 +12,7 @@ import pytest
 
 from tests.attack.conftest import fd_count, memfds, order, server_pids, zombies
 from tests.pdfs import make_pdf
+from tests.steady import back_to, steady
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -90,7 +91,7 @@ def test_a_client_gone_mid_answer_releases_the_memfd(hostile_server):
     request = _request_head(hostile_server, order(
         {"do": "answer", "outputs": [manifest()], "body_mb": 48}))
     assert hostile_server.get("/health").status == 200
-    before = fd_count(server_pid)
+    before = steady(lambda: fd_count(server_pid))   # /health's socket closed on both sides
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", hostile_server.port), timeout=20) as s:
             s.sendall(request)
@@ -118,7 +119,7 @@ def test_a_client_that_stops_reading_loses_its_answer_at_the_deadline(hostile_se
     request = _request_head(hostile_server, order(
         {"do": "answer", "outputs": [manifest()], "body_mb": 48}))
     assert hostile_server.get("/health").status == 200
-    before = fd_count(server_pid) + 1                # + the connection itself
+    before = steady(lambda: fd_count(server_pid)) + 1   # + the connection itself
     with socket.create_connection(("127.0.0.1", hostile_server.port), timeout=20) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.sendall(request)
@@ -130,8 +131,10 @@ def test_a_client_that_stops_reading_loses_its_answer_at_the_deadline(hostile_se
         while memfds(server_pid):
             assert time.monotonic() - started < 3 + 5, "the answer's memfd is pinned"
             time.sleep(0.1)
-        # (What the kernel had queued before the server closed still trickles in.)
-        assert fd_count(server_pid) <= before
+        # (What the kernel had queued before the server closed still trickles in.) The
+        # server's side of the /health connection above closes when it sees the client's
+        # end, which may come a moment after the answer's memfd is gone.
+        back_to(lambda: (fd_count(server_pid),), (before,), timeout_s=5)
     reply = hostile_server.post("compress", [order(
         {"do": "answer", "outputs": [manifest()], "body_mb": 1})])
     assert reply.status == 200 and len(reply.body) == 1 << 20
@@ -157,7 +160,9 @@ def test_a_barrage_of_hostile_children_costs_innocent_clients_nothing(hostile_se
     pids = server_pids(hostile_server)
     pdf = make_pdf(3)
     assert hostile_server.post("compress", [pdf]).status == 200
-    before = fd_count(pids[0]), fd_count(pids[1])
+    # Once they hold still: the compress's child is still being reaped and replaced by a
+    # warm one (a fork server count taken meanwhile is four descriptors off).
+    before = steady(lambda: (fd_count(pids[0]), fd_count(pids[1])))
     with ThreadPoolExecutor(2) as pool:
         for attack in _BARRAGE:
             hostile = pool.submit(hostile_server.post, "compress", [order(attack)])
@@ -199,7 +204,9 @@ def test_a_pipeline_report_of_thousands_of_steps_does_not_stall_the_loop(hostile
     reply = _pipeline(hostile_server, ['{"steps": [', ",".join(['{"operation":"x"}'] * 4000),
                                        "]}"])
     assert reply.status < 500
-    assert time.monotonic() - started < 0.5
+    # Quadratic cutting cost the loop 8 s here; the request itself (upload, a sandboxed
+    # child, the answer) may take a second on a loaded 2-core machine.
+    assert time.monotonic() - started < 2.0
 
 
 def test_a_deeply_nested_pipeline_report_is_never_a_5xx(hostile_server):
