@@ -12,6 +12,8 @@ from notrace import problems, settings
 from notrace.cli import main
 from notrace.logs import JsonFormatter
 from tests.service import builders as b
+from tests.service.access import wait_until
+from tests.service.test_restarting import _metric
 
 
 def test_settings_defaults_env_and_flags():
@@ -62,7 +64,9 @@ def test_sigterm_drains_in_flight_requests(start_server):
     server = start_server()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         slow = pool.submit(server.post, "text", [b.slow_text_pdf(30_000)], b.SLOW_TEXT)
-        time.sleep(0.4)   # the job is running
+        # SIGTERM once the job runs (a fixed sleep could send it before the request came)
+        wait_until(lambda: _metric(server, "notrace_jobs_in_flight") == 1,
+                   what="the slow job running in a child")
         started = time.monotonic()
         code = server.stop()
         reply = slow.result()
