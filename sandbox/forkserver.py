@@ -40,7 +40,7 @@ import types
 from typing import Callable
 
 from sandbox import child as child_main
-from sandbox import protocol, reports, spawner, trailer
+from sandbox import hugepages, protocol, reports, spawner, trailer
 from sandbox.layers import prepare_all, probe_all
 from sandbox.layers.rlimits import MAX_JOB_FDS, current_vm_bytes
 from sandbox.limits import Limits
@@ -667,6 +667,9 @@ def main(control_fd: int) -> None:
     # from touching (and so copying) their pages after each fork.
     gc.collect()
     gc.freeze()
+    # Last, with the heap complete: every child's fork and exit then copy and free a
+    # few dozen huge-page entries instead of thousands (sandbox.hugepages).
+    hugepages.collapse()
     server = ForkServer(control, entry, limits, Policy.from_dict(config["policy"]),
                         int(config["workers"]), kept, timings=config.get("timings") is True,
                         canary_fds=canary_fds)

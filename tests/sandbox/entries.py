@@ -305,3 +305,26 @@ def canary_report(inputs, params):
     seen.pop("pid", None)
     seen["inputs"] = [item.decode() for item in seen.get("inputs", [])]
     return [json.dumps(seen).encode()]
+
+
+big_heap: list[bytearray] = []     # filled in the fork server by big_heap_warm_up
+
+
+def big_heap_warm_up():
+    """Fork-server warm-up: a heap the size of a PDF stack's (32 MB of small objects),
+    which sandbox.hugepages then maps with huge pages."""
+    big_heap.extend(bytearray([i % 251]) * 1000 for i in range(32_000))
+
+
+def scribble_heap(inputs, params):
+    """Overwrite every byte of the fork server's heap objects (this child's copies)."""
+    for item in big_heap:
+        item[:] = b"\xff" * len(item)
+    return [b"scribbled"]
+
+
+def check_heap(inputs, params):
+    """Whether this child sees the fork server's heap exactly as the warm-up left it."""
+    intact = len(big_heap) == 32_000 and all(
+        item == bytearray([i % 251]) * 1000 for i, item in enumerate(big_heap))
+    return [b"intact" if intact else b"changed"]

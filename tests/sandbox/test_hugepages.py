@@ -1,0 +1,95 @@
+"""The fork server's heap in huge pages (sandbox.hugepages): which regions are chosen,
+and that a real fork server's spawner (the process every child is a copy of) holds them."""
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from sandbox import Sandbox, hugepages
+from tests.sandbox.conftest import ENTRY, TEST_LIMITS
+
+pytestmark = pytest.mark.timeout(60)
+
+MB = 1 << 20
+
+
+def smaps(*regions: tuple[int, int, str, str, int]) -> str:
+    """A /proc/self/smaps text: (start, end, perms, name, anonymous bytes) per region."""
+    lines = []
+    for start, end, perms, name, anonymous in regions:
+        inode = "00:00 0" if not name.startswith("/") else "fd:01 1234"
+        lines += [f"{start:x}-{end:x} {perms} 00000000 {inode}    {name}".rstrip(),
+                  f"Size:           {(end - start) // 1024} kB",
+                  f"Anonymous:      {anonymous // 1024} kB",
+                  "VmFlags: rd wr mr mw me ac"]
+    return "\n".join(lines) + "\n"
+
+
+def test_only_full_private_anonymous_regions_are_chosen_whole_huge_pages_only():
+    text = smaps(
+        (0x55_0000_0000 + MB, 0x55_0000_0000 + 9 * MB, "rw-p", "[heap]", 8 * MB),   # full heap
+        (0x7f_0000_0000, 0x7f_0000_0000 + 8 * MB, "rw-p", "", 8 * MB),               # full
+        (0x7f_1000_0000, 0x7f_1000_0000 + 8 * MB, "rw-p", "", 1 * MB),               # sparse
+        (0x7f_2000_0000, 0x7f_2000_0000 + 4 * MB, "rw-p", "/usr/lib/libx.so", 4 * MB),
+        (0x7f_3000_0000, 0x7f_3000_0000 + 4 * MB, "r--p", "", 4 * MB),               # read-only
+        (0x7f_4000_0000, 0x7f_4000_0000 + 4 * MB, "rw-p", "[stack]", 4 * MB),
+        (0x7f_5000_0000 + 4096, 0x7f_5000_0000 + 3 * MB, "rw-p", "", 3 * MB - 4096),  # < 2 MiB whole
+    )
+    assert hugepages.anonymous_regions(text, 2 * MB) == [
+        (0x55_0000_0000 + 2 * MB, 0x55_0000_0000 + 8 * MB),     # aligned inward
+        (0x7f_0000_0000, 0x7f_0000_0000 + 8 * MB),
+    ]
+
+
+def thp_enabled() -> bool:
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+        return "[never]" not in f.read()
+
+
+def anon_huge_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("AnonHugePages:"))
+
+
+async def test_a_real_spawner_holds_the_heap_in_huge_pages_and_children_stay_apart():
+    """Where the host offers transparent huge pages (this project's machines: madvise),
+    the spawner every child is forked from maps the fork server's heap with them (where it
+    does not, with none, and the sandbox works the same). A child writing over that heap
+    writes its own copies: the next child reads it as the warm-up left it."""
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=1, queue=2,
+                       warmup="tests.sandbox.entries:big_heap_warm_up") as sb:
+        result = await sb.run([], {"do": "scribble_heap"})
+        assert result.status == "ok" and result.outputs == [b"scribbled"], result
+        result.close()
+        for _ in range(2):
+            result = await sb.run([], {"do": "check_heap"})
+            assert result.status == "ok" and result.outputs == [b"intact"], result
+            result.close()
+        spawner = psutil.Process(sb.fork_server_pid).children()
+        assert len(spawner) == 1
+        held = anon_huge_kb(spawner[0].pid)
+    if thp_enabled():
+        assert held >= 16 * 1024, held        # most of the 32 MB heap
+    else:
+        assert held == 0
+
+
+def test_collapse_keeps_memory_and_contents(tmp_path):
+    """In a process of its own: a collapse grows its memory by little (only full regions)
+    and every byte reads back unchanged."""
+    import subprocess
+    import sys
+    code = (
+        "import sys; sys.path.insert(0, '.')\n"
+        "from sandbox import hugepages\n"
+        "data = [bytes([i % 251]) * 1000 for i in range(20000)]\n"
+        "before = hugepages_rss = int(next(l.split()[1] for l in open('/proc/self/smaps_rollup') if l.startswith('Rss:')))\n"
+        "done = hugepages.collapse()\n"
+        "after = int(next(l.split()[1] for l in open('/proc/self/smaps_rollup') if l.startswith('Rss:')))\n"
+        "assert all(d == bytes([i % 251]) * 1000 for i, d in enumerate(data))\n"
+        "print(done, before, after)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=50, check=True).stdout.split()
+    collapsed, before_kb, after_kb = map(int, out)
+    assert (collapsed > 0) == thp_enabled()
+    assert after_kb - before_kb < max(before_kb // 10, 4096)
