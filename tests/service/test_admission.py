@@ -128,7 +128,9 @@ def test_the_budget_comes_back_after_a_timeout(budget):
             assert_busy(refused)
         status, _, doc = answer(hog, STALL_S + 5)
         assert (status, doc["type"]) == (408, "/problems/upload-timeout")
-    wait_until_admitted(budget, 4 * MIB - 1024, deadline_s=2)
+    # (the default 10 s: the claim is that the budget comes back, not how fast the
+    # server notices the closed socket on a loaded machine)
+    wait_until_admitted(budget, 4 * MIB - 1024)
 
 
 # --- the bound on requests --------------------------------------------------------------

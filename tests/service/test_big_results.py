@@ -25,6 +25,7 @@ import pytest
 
 from tests.pdfs import make_image_jpeg
 from tests.service.server import ROOT, multipart
+from tests.steady import steady
 
 PAGES = IMAGES = 1500
 _CLI_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
@@ -210,11 +211,14 @@ def test_a_150_mb_answer_streams_without_stalling_the_server(server):
     assert streamed_s > 1 and len(latencies) >= 8, (streamed_s, latencies)
     # Before: the zip was built in the handler (on main: /health stalled 4 s here; the
     # issue measured 3.2 s and the server growing from 47 to 458 MB).
-    # Every probe within 50 ms but one at most, and that one within 500 ms: on a shared
-    # 2-core host the kernel deschedules the server now and then for ~100 ms (measured
-    # mid-stream, once in three runs), whatever its loop does.
+    # Nine probes in ten within 50 ms, and every one within 500 ms: on a shared 2-core
+    # host the kernel deschedules the server now and then for 50-100 ms whatever its loop
+    # does (measured mid-stream once in three runs on a quiet machine; twice in one run
+    # with two CPU burners beside it, which 'one slow probe at most' failed). A stall of
+    # the loop (the zip built in the handler) is seconds long, or slows every probe.
     slow = [latency for latency in latencies if latency >= 0.050]
-    assert len(slow) <= 1 and max(latencies) < 0.5, sorted(latencies)
+    assert len(slow) <= max(1, len(latencies) // 10) and max(latencies) < 0.5, \
+        sorted(latencies)
     assert rss_peak[0] - rss_before < 40 << 20, (rss_before >> 20, rss_peak[0] >> 20)
     print(f"\n150 MB answer: streamed in {streamed_s:.1f} s; /health p50 "
           f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms "
@@ -226,7 +230,9 @@ def test_a_150_mb_answer_streams_without_stalling_the_server(server):
 def test_a_client_leaving_mid_answer_leaves_no_memfd(server):
     document = _big_answer_pdf(parts=4, image_mb=8)
     pid = server.process.pid
-    before = _memfds(pid)
+    # Once it holds still: an earlier answer's memfd (this session's server is shared) is
+    # released when the server notices its client's end, and 'after' is compared equal.
+    before = steady(lambda: _memfds(pid))
     client = _SlowReader(server, "split", [document], {"every": "1"}).read_head()
     try:
         assert client.status == 200
