@@ -20,6 +20,11 @@ interleaved run by run so that load on the machine hits both alike; the table gi
 median (p50) of the runs. Needs Debian's qpdf: `apt-get install -y qpdf`.
 
     .venv/bin/python -m bench.qpdf_bench [--runs 15] [--quick] [--out bench/results/qpdf.md]
+        [--only images] [--only merge] ...
+
+`--only WORD` (repeatable) keeps the rows whose operation or document contains one of
+the words (e.g. `--only images --out ''` for the image document alone, without
+rewriting the table).
 """
 from __future__ import annotations
 
@@ -176,6 +181,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="3 runs each")
     parser.add_argument("--out", default=RESULT, help="where the table goes too ('' for nowhere)")
+    parser.add_argument("--only", action="append", default=[], metavar="WORD",
+                        help="keep rows whose operation or document contains WORD (repeatable)")
     args = parser.parse_args()
     if not shutil.which("qpdf"):
         sys.exit("Debian's qpdf is needed: apt-get install -y qpdf")
@@ -186,7 +193,9 @@ def main() -> None:
     try:
         docs, pages = make_documents(work)
         server = Server({"NOTRACE_LOG_LEVEL": "info"}).start()
-        results = measure(server, Client(server.port), workloads(docs, work, pages), runs)
+        rows = [row for row in workloads(docs, work, pages)
+                if not args.only or any(w in row[0] or w in row[1] for w in args.only)]
+        results = measure(server, Client(server.port), rows, runs)
     finally:
         if server is not None:
             server.stop()

@@ -9,6 +9,7 @@ import functools
 import io
 import os
 import random
+import zipfile
 
 import pikepdf
 import pytest
@@ -131,3 +132,23 @@ def test_a_10_mb_image_document_comes_through_every_path_whole(server, big_image
     assert selected.status == 200, selected.body[:300]
     with pikepdf.open(io.BytesIO(selected.body)) as pdf:
         assert len(pdf.pages) == 10
+
+
+def test_big_parts_of_a_zip_are_stored_or_deflated_as_their_samples_say():
+    """body._compressible on 4 KB samples: a part of JPEG noise is stored, a part of many
+    small text pages is deflated (both over the 1 MiB from which it samples)."""
+    from bench.text_bench import book_pdf
+    from notrace.operations import child
+    from notrace.operations.registry import OPERATIONS
+
+    for document, every, expected in ((image_document(2, side=1500), 1, zipfile.ZIP_STORED),
+                                      (book_pdf(3200), 1600, zipfile.ZIP_DEFLATED)):
+        params = {"operation": "split", "max_pages": 10_000,
+                  "params": OPERATIONS["split"].validate({"every": str(every)})}
+        manifest, body = child.run([memoryview(document)], params)
+        assert b'"application/zip"' in manifest
+        with zipfile.ZipFile(io.BytesIO(bytes(body))) as archive:
+            members = archive.infolist()
+            assert len(members) == 2 and all(m.file_size > 1 << 20 for m in members)
+            assert {m.compress_type for m in members} == {expected}
+            assert archive.testzip() is None
