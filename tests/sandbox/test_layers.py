@@ -36,7 +36,8 @@ from sandbox.layers.seccomp import ALLOWED, ALLOWED_IF, PATH_CALLS, names
 from sandbox.limits import Limits
 from sandbox.policy import LAYER_ORDER, Policy
 
-CORPUS = Path("/work/shared/corpus")
+# ../shared/corpus beside the checkout, wherever it is cloned (CI's is not /work/main)
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 CHILD_TIMEOUT_S = 20.0
 _MIB = 1 << 20
 
