@@ -68,6 +68,7 @@ def nested_flate_zeros(levels: int, inflated: int) -> bytes:
     return data
 
 
+@functools.lru_cache(maxsize=64)
 def lzw_bomb_data(cycles: int) -> bytes:
     """Clear, 0, 258..4093 repeated: every code is the previous string plus one byte, so
     each cycle of ~5.5 KB decodes to ~7.4 MB (ratio ~1300:1)."""
@@ -120,8 +121,14 @@ def flate_bomb(draw, max_size: int) -> bytes:
     levels = draw(st.integers(1, 3))
     # One layer: ~1 KB per MiB, so the size cap bounds it; nested layers reach GiBs.
     ceiling = _fits(max_size, 1040) if levels == 1 else 4096
-    inflated = draw(st.sampled_from(sorted({min(m, ceiling) for m in (16, 64, 256, 1024, 4096)}))) * _MIB
-    return draw(_placed(Stream({"Filter": [Name("FlateDecode")] * levels}, nested_flate_zeros(levels, inflated))))
+    sizes = sorted({min(m, ceiling) for m in (16, 64, 256, 1024, 4096)})
+    chosen = sizes[: sizes.index(draw(st.sampled_from(sizes))) + 1]
+    # Nested, 4 GiB still takes ~10 KB: the largest drawn size that fits max_size.
+    for mib in reversed(chosen):
+        data = nested_flate_zeros(levels, mib * _MIB)
+        if len(data) <= max_size - 1024 or mib == chosen[0]:
+            break
+    return draw(_placed(Stream({"Filter": [Name("FlateDecode")] * levels}, data)))
 
 
 @st.composite

@@ -16,52 +16,54 @@ CLEAR, EOD = 256, 257
 _FIRST_CODE, _MAX_CODE = 258, 4095
 
 
+_CODE_BITS = {width: f"0{width}b" for width in range(9, 13)}
+
+
 def pack_lzw_codes(codes: list[int], *, early_change: int = 1) -> bytes:
     """Pack LZW codes MSB-first with the PDF width schedule: 9 bits, one more each time the
     table would outgrow the width (one code early when early_change=1), 12 at most."""
-    out = bytearray()
-    buffer = bits = 0
+    # As one string of binary digits turned into bytes at once: a bit loop per code was
+    # the single most expensive function of generation (an LZW bomb has ~40,000 codes).
+    digits = []
     next_code, width = _FIRST_CODE, 9
     for code in codes:
-        buffer = (buffer << width) | code
-        bits += width
-        while bits >= 8:
-            bits -= 8
-            out.append((buffer >> bits) & 0xFF)
-        buffer &= (1 << bits) - 1
+        digits.append(format(code, _CODE_BITS[width]))
         if code == CLEAR:
             next_code, width = _FIRST_CODE, 9
         elif code != EOD:
             next_code += 1
             if next_code + early_change > (1 << width) and width < 12:
                 width += 1
-    if bits:
-        out.append((buffer << (8 - bits)) & 0xFF)
-    return bytes(out)
+    bits = "".join(digits)
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
 
 
 def lzw_encode(data: bytes, *, early_change: int = 1) -> bytes:
     codes = [CLEAR]
-    table = {bytes([i]): i for i in range(256)}
+    table: dict[int, int] = {}  # (code of a string << 8 | next byte) -> code of both
     next_code = _FIRST_CODE
-    current = b""
+    current = -1  # code of the string matched so far (none yet)
     for byte in data:
-        candidate = current + bytes([byte])
-        if candidate in table:
-            current = candidate
+        if current < 0:
+            current = byte
             continue
-        codes.append(table[current])
+        extended = table.get(current << 8 | byte)
+        if extended is not None:
+            current = extended
+            continue
+        codes.append(current)
         # Clear a few codes before 4095 so that decoders that are off by one still agree.
         if next_code < _MAX_CODE - 2:
-            table[candidate] = next_code
+            table[current << 8 | byte] = next_code
             next_code += 1
         else:
             codes.append(CLEAR)
-            table = {bytes([i]): i for i in range(256)}
+            table = {}
             next_code = _FIRST_CODE
-        current = bytes([byte])
-    if current:
-        codes.append(table[current])
+        current = byte
+    if current >= 0:
+        codes.append(current)
     codes.append(EOD)
     return pack_lzw_codes(codes, early_change=early_change)
 

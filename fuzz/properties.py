@@ -10,18 +10,26 @@ the sandbox's children. Every call is checked for the service-wide contract:
 
 and the laws below check operations against each other on valid documents. Operations,
 parameters and their limits come from the registry (house rule 8): nothing is listed twice.
+A call is made as the server makes it (notrace.routes): parameters validated by the
+registry, job params from notrace.jobs.job_params under the Settings of service_settings,
+safe through notrace.safe's conversion (its phases each a job of its own, the pixel
+stream checked here between them), a pipeline as one job.
 
-The contract draws a batch of calls per Hypothesis example and runs them concurrently (as
-many in flight as the sandbox has workers), so both cores work; a failing batch shrinks to
-the one call that breaks the contract. The shrunk failure of every property is written to
-the regression directory (fuzz.regressions) before the test fails.
+The contract draws a batch of calls per Hypothesis example, and submits each as soon as
+it is drawn (as many in flight as the sandbox has workers), so the sandbox works while the
+next is drawn and both cores work; a failing batch shrinks to the one call that breaks
+the contract. A call (or a law's arguments) that a run has already checked is not run
+again (Checked). The shrunk failure of every property is written to the regression
+directory (fuzz.regressions) before the test fails.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import dataclasses
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -39,23 +47,27 @@ from hypothesis.control import current_build_context
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from fuzz.strategies import malformed_pdfs, pdfs
-from notrace import pipeline
-from notrace.jobs import BadManifest, interpret
+from notrace import pipeline, safe
+from notrace.jobs import BadManifest, interpret, job_params, sandbox_limits
 from notrace.operations.paper import GRIDS, SIZES
 from notrace.operations.registry import OPERATIONS
 from notrace.operations.spec import REQUIRED, Operation, ParamError
 from notrace.problems import HttpProblem
-from sandbox import Limits, Sandbox
+from notrace.settings import Settings
+from sandbox import Limits, MemFile, Result, Sandbox
 
-__all__ = ["Service", "Call", "Outcome", "Profile", "Throughput", "ContractBroken", "fuzz_limits",
-           "contract_limits", "in_lanes", "profile",
-           "operation_calls", "check_contract", "check_contracts", "LAWS", "hypothesis_tests", "ENTRY", "WARMUP",
+__all__ = ["Service", "Call", "Outcome", "Profile", "Throughput", "Checked", "ContractBroken", "fuzz_limits",
+           "contract_limits", "service_settings", "in_lanes", "profile",
+           "operation_calls", "check_contract", "check_contracts", "check_drawn_contracts", "LAWS", "hypothesis_tests", "ENTRY", "WARMUP",
            "MAX_PAGES"]
 
 ENTRY = "notrace.operations.child:run"
 WARMUP = "notrace.operations.child:warm_up"
-MAX_PAGES = 2000
+MAX_PAGES = Settings().max_pages  # the server's default
 DEADLINE_SLACK_S = 1.0
+#: Jobs of a safe conversion of one batch (pixels, build, merge): its wall budget, in
+#: child wall limits (the documents drawn make one batch, or two at most).
+SAFE_JOBS = 3
 logging.getLogger("pypdf").setLevel(logging.CRITICAL)  # it narrates every repair it makes
 
 
@@ -71,6 +83,16 @@ def contract_limits() -> Limits:
     and took 25 of a 33 s run. The contract is the same whichever limit fires; the laws
     (valid documents, must succeed) keep fuzz_limits."""
     return Limits(memory_mb=384, cpu_s=1, wall_s=2.0, output_mb=64)
+
+
+@functools.cache
+def service_settings(limits: Limits) -> Settings:
+    """The server's Settings for jobs under `limits` (its defaults otherwise: pages, pixel
+    limits), as notrace.jobs.job_params and notrace.safe read them: the child limits are
+    `limits`, and a safe conversion may take SAFE_JOBS jobs' wall time in all."""
+    return Settings(child_memory_mb=limits.memory_mb, child_cpu_s=math.ceil(limits.cpu_s),
+                    child_wall_s=limits.wall_s, child_output_mb=limits.output_mb,
+                    safe_wall_s=SAFE_JOBS * limits.wall_s)
 
 
 # -- budgets ----------------------------------------------------------------------------------
@@ -133,10 +155,13 @@ class Throughput:
     the time went. In the test process, summed over its lanes (threads running examples
     at once): waiting for the sandbox, checking outputs (reopening), and generating
     (the rest of the lanes' time in properties: our strategies and Hypothesis itself).
-    In the children: their CPU seconds, per operation. An example is one call of the
+    In the children: their CPU seconds, per operation; and the CPU of the test process
+    (every thread) and of the sandbox (fork server and children: what the jobs did not
+    use is the cost of making and ending children). An example is one call of the
     contract, or one instance of a law. Thread-safe (lanes and the loop thread add)."""
 
     examples: int = 0
+    repeats: int = 0      # examples that repeat one already checked (Checked): not run
     jobs: int = 0
     started: float = dataclasses.field(default_factory=time.monotonic)
     statuses: dict = dataclasses.field(default_factory=dict)
@@ -145,6 +170,7 @@ class Throughput:
     busy_s: float = 0.0   # lanes' time inside properties (hypothesis_tests times them)
     child_cpu_s: dict = dataclasses.field(default_factory=dict)   # operation -> seconds
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    _times: os.times_result = dataclasses.field(default_factory=os.times, repr=False)
 
     def add(self, **amounts: float) -> None:
         with self._lock:
@@ -160,25 +186,89 @@ class Throughput:
     def restart(self) -> None:
         """Count from now (after the sandbox started, so its start-up is not counted)."""
         with self._lock:
-            self.examples = self.jobs = 0
+            self.examples = self.repeats = self.jobs = 0
             self.sandbox_s = self.check_s = self.busy_s = 0.0
             self.statuses, self.child_cpu_s = {}, {}
             self.started = time.monotonic()
+            self._times = os.times()
 
     def line(self) -> str:
+        """The closing line. The sandbox's CPU (fork server and children) is counted once
+        its processes are reaped: write it after Service.close()."""
         with self._lock:
             elapsed = max(1e-9, time.monotonic() - self.started)
             busy = self.busy_s or elapsed  # properties not timed: the wall time
             generation = max(0.0, busy - self.sandbox_s - self.check_s)
             costly = sorted(self.child_cpu_s.items(), key=lambda item: -item[1])[:5]
-            return (f"{self.examples} examples, {self.jobs} sandbox jobs in {elapsed:.1f} s: "
-                    f"{self.examples / elapsed:.1f} examples/s, {self.jobs / elapsed:.1f} jobs/s; "
-                    f"test process, summed over lanes: waiting for the sandbox "
-                    f"{self.sandbox_s:.1f} s, reopen checks {self.check_s:.1f} s, generation "
-                    f"and Hypothesis {generation:.1f} s; children's CPU "
-                    f"{sum(self.child_cpu_s.values()):.1f} s (most: "
+            now, then = os.times(), self._times
+            process = now.user + now.system - then.user - then.system
+            sandbox = (now.children_user + now.children_system
+                       - then.children_user - then.children_system)
+            own = sum(self.child_cpu_s.values())
+            making = f"{1000 * (sandbox - own) / self.jobs:.0f} ms a job" if self.jobs and sandbox else "n/a"
+            return (f"{self.examples} examples ({self.repeats} repeating one already checked, "
+                    f"not run again), {self.jobs} sandbox jobs in {elapsed:.1f} s: "
+                    f"{self.examples / elapsed:.1f} examples/s "
+                    f"({(self.examples - self.repeats) / elapsed:.1f} run), "
+                    f"{self.jobs / elapsed:.1f} jobs/s; CPU: test process {process:.1f} s, "
+                    f"sandbox {sandbox:.1f} s (the jobs' own {own:.1f} s; making and ending "
+                    f"children {making}; most: "
                     + ", ".join(f"{name} {cpu:.1f} s" for name, cpu in costly)
-                    + f"); statuses {dict(sorted(self.statuses.items()))}")
+                    + f"); test process, summed over lanes: waiting for the sandbox "
+                    f"{self.sandbox_s:.1f} s, reopen checks {self.check_s:.1f} s, generation "
+                    f"and Hypothesis {generation:.1f} s; statuses "
+                    f"{dict(sorted(self.statuses.items()))}")
+
+
+class Checked:
+    """Digests of what a run has checked and found to hold: contract calls, and laws with
+    their arguments. Thread-safe.
+
+    Hypothesis repeats parts of earlier examples on purpose (it duplicates spans of its
+    choices, for bugs that need equal values), so most examples of a contract run repeat
+    a call made before: measured, 417 of 702 jobs of a run, 18 of its 28 s of children's
+    CPU. Every call runs in a fresh child, so running the same bytes again checks nothing
+    new but timing: a repeat is counted (Throughput.repeats) and not run again. Failures
+    are never kept here: a failing call runs again whenever Hypothesis replays or shrinks
+    it."""
+
+    def __init__(self) -> None:
+        self._held: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(value) -> bytes:
+        digest = hashlib.blake2b(digest_size=16)
+        _feed(digest, value)
+        return digest.digest()
+
+    def __contains__(self, key: bytes) -> bool:
+        with self._lock:
+            return key in self._held
+
+    def add(self, key: bytes) -> None:
+        with self._lock:
+            self._held.add(key)
+
+
+def _feed(digest, value) -> None:
+    """Every part of `value` into `digest`, tagged with its type and length (no two values
+    feed the same bytes)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        digest.update(b"b%d:" % len(data) + data)
+    elif isinstance(value, Call):
+        digest.update(b"C")
+        _feed(digest, (value.operation, value.inputs, value.params))
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"l%d:" % len(value))
+        for item in value:
+            _feed(digest, item)
+    elif isinstance(value, dict):
+        _feed(digest, sorted(value.items()))
+    else:  # str, int, float, bool, None: their repr tells them apart
+        text = f"{type(value).__name__}={value!r}".encode()
+        digest.update(b"s%d:" % len(text) + text)
 
 
 # -- calling the service ----------------------------------------------------------------------
@@ -210,6 +300,48 @@ class Outcome:
         return 200 <= self.http_status < 300
 
 
+@dataclasses.dataclass
+class _Conversion:
+    """One safe conversion in progress: the limits of its jobs (the server's sandbox's own,
+    from its settings), and its clock: from its first job's start, less the waits of the
+    later jobs for a worker (as a job's elapsed time starts when a worker is free)."""
+
+    limits: Limits
+    started: float | None = None
+    waited_s: float = 0.0
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started is None else time.monotonic() - self.started - self.waited_s
+
+
+#: The conversion a task is running (each call runs in a task of its own).
+_CONVERSION: contextvars.ContextVar[_Conversion] = contextvars.ContextVar("fuzz_conversion")
+
+
+class _Phases:
+    """A Service's sandbox as notrace.safe.run sees the server's (`workers`, and
+    `run(inputs, params, limits)` applying the sandbox's own limits where it gives none):
+    each phase's job waits for one of the service's workers like any other job, and is
+    counted as a job of its own (safe-pixels, safe-build, safe-merge). Service's loop."""
+
+    def __init__(self, service: "Service") -> None:
+        self._service = service
+        self.workers = service.workers
+
+    async def run(self, inputs, params: dict, limits: Limits | None = None) -> Result:
+        conversion = _CONVERSION.get()
+        asked = time.monotonic()
+        async with self._service._slots:
+            if conversion.started is None:
+                conversion.started = time.monotonic()
+            else:
+                conversion.waited_s += time.monotonic() - asked
+            result = await self._service.sandbox.run(inputs, params,
+                                                     conversion.limits.tightened(limits))
+        self._service.throughput.job(params["operation"], result.status, result.stats.cpu_s)
+        return result
+
+
 class Service:
     """A Sandbox running the real child entry, and the server's reading of its results.
 
@@ -224,10 +356,12 @@ class Service:
         self.workers = workers
         self.sandbox = Sandbox(ENTRY, limits=self.limits, workers=workers, queue=queue, warmup=WARMUP)
         self.throughput = Throughput()
+        self.checked = Checked()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._slots: asyncio.Semaphore | None = None
         self._starting = threading.Lock()
+        self._phases = _Phases(self)
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._starting:
@@ -289,33 +423,52 @@ class Service:
     def call_many(self, calls: Sequence[Call], limits: Limits | None = None) -> list[Outcome]:
         """Every call's outcome, in order; the calls run concurrently, under `limits`
         (default: the service's), tightened by each operation's own."""
+        return self.outcomes([self.submit(call, limits) for call in calls])
+
+    def submit(self, call: Call, limits: Limits | None = None) -> concurrent.futures.Future:
+        """Start one call and return at once (its Outcome is the future's result): a lane
+        submits each call as soon as it is drawn and draws the next while the sandbox
+        works on this one."""
+        coroutine = self._call(call.operation, call.inputs, dict(call.params), limits or self.limits)
+        try:
+            loop = self._running_loop()
+        except BaseException:
+            coroutine.close()
+            raise
+        return asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+    def outcomes(self, futures: Sequence[concurrent.futures.Future]) -> list[Outcome]:
+        """The submitted calls' outcomes, in order (the wait counts as the sandbox's time)."""
         started = time.monotonic()
         try:
-            return self._run(self._gather(calls, limits or self.limits))
+            return [future.result() for future in futures]
         finally:
             self.throughput.add(sandbox_s=time.monotonic() - started)
 
-    async def _gather(self, calls: Sequence[Call], limits: Limits) -> list[Outcome]:
-        return list(await asyncio.gather(*(self._call(c.operation, c.inputs, dict(c.params), limits)
-                                           for c in calls)))
-
     async def _call(self, operation: str, inputs, params: dict, limits: Limits) -> Outcome:
-        """One job; operation "pipeline" takes params {"steps": JSON text} (notrace.pipeline)."""
+        """One request, as the server's handlers make it (notrace.routes): operation
+        "pipeline" takes params {"steps": JSON text} (notrace.pipeline) and is one job;
+        safe is notrace.safe's conversion (several jobs); any other is one job with
+        notrace.jobs.job_params."""
+        settings = service_settings(limits)
         if operation == pipeline.NAME:
             try:
                 steps = pipeline.parse(params["steps"], len(inputs))
             except HttpProblem as problem:  # the server answers 400 before any sandbox
                 return Outcome(400, "not-run", 0.0, 0.0,
                                problem=f"{problem.type.slug}: {problem.detail}")
-            return await self._job(steps.last, inputs, steps.job_params(MAX_PAGES),
-                                   limits.tightened(steps.limits()), steps.manifest_pages(MAX_PAGES))
+            return await self._job(steps.last, inputs, steps.job_params(settings.max_pages),
+                                   limits.tightened(steps.limits()),
+                                   steps.manifest_pages(settings.max_pages))
         op = OPERATIONS[operation]
         try:
             validated = op.validate(params)
         except ParamError as exc:  # the server answers 400 before any sandbox
             return Outcome(400, "not-run", 0.0, 0.0, problem=f"bad-parameter: {exc}")
-        return await self._job(op, inputs, {"operation": operation, "params": validated,
-                                            "max_pages": MAX_PAGES}, limits.tightened(op.limits), MAX_PAGES)
+        if op.name == safe.NAME:
+            return await self._conversion(op, inputs, validated, settings)
+        return await self._job(op, inputs, job_params(op, validated, settings),
+                               limits.tightened(op.limits), settings.max_pages)
 
     async def _job(self, op: Operation, inputs, job: dict, limits: Limits,
                    manifest_pages: int) -> Outcome:
@@ -324,7 +477,26 @@ class Service:
             result = await self.sandbox.run([bytes(i) for i in inputs], job, limits)
             elapsed = time.monotonic() - started
         self.throughput.job(op.name, result.status, result.stats.cpu_s)
-        outcome = Outcome(0, result.status, elapsed, limits.wall_s)
+        return self._outcome(op, result, Outcome(0, result.status, elapsed, limits.wall_s),
+                             manifest_pages)
+
+    async def _conversion(self, op: Operation, inputs, validated: dict,
+                          settings) -> Outcome:
+        """safe as the route runs it: notrace.safe.run drives its phases' jobs (each a
+        fresh child, the pixel stream checked here between them) on this service's
+        workers (_Phases); the deadline is the whole conversion's (safe_wall_s), counted
+        from its first job, as notrace.safe counts it."""
+        conversion = _Conversion(sandbox_limits(settings))
+        _CONVERSION.set(conversion)  # this task's own (each call runs in a task of its own)
+        with MemFile.from_bytes(inputs[0], "fuzz-upload") as document:
+            document.seal()  # as the server seals an upload
+            result = await safe.run(self._phases, [document], validated, settings)
+        outcome = Outcome(0, result.status, conversion.elapsed(), settings.safe_wall_s)
+        return self._outcome(op, result, outcome, settings.max_pages)
+
+    @staticmethod
+    def _outcome(op: Operation, result, outcome: Outcome, manifest_pages: int) -> Outcome:
+        """`outcome` completed with the server's reading of `result` (notrace.jobs.interpret)."""
         try:
             answer = interpret(op, result, max_pages=manifest_pages)
         except HttpProblem as problem:
@@ -415,6 +587,32 @@ def check_contracts(service: Service, calls: Sequence[Call]) -> list[Outcome]:
     for call, outcome in zip(calls, outcomes):
         check_call(service, call, outcome)
     return outcomes
+
+
+def check_drawn_contracts(service: Service, data, calls: st.SearchStrategy[Call], batch: int,
+                          drawn: list[Call]) -> None:
+    """The contract on 1..batch calls drawn from `calls`, each submitted as soon as it is
+    drawn, so that the sandbox works on it while the next is drawn; then every outcome
+    is checked, in order, and the first broken one raises. A call this run has already
+    checked (service.checked), or drawn twice here, is not run again; `drawn` gets the
+    calls that run. A failing example shrinks to the one call that breaks the contract."""
+    futures: dict[bytes, concurrent.futures.Future] = {}
+    try:
+        for _ in range(data.draw(st.integers(1, batch), label="calls")):
+            call = data.draw(calls)
+            key = Checked.key(call)
+            if key in futures or key in service.checked:
+                service.throughput.add(examples=1, repeats=1)
+                continue
+            drawn.append(call)
+            futures[key] = service.submit(call, contract_limits())
+            service.throughput.add(examples=1)
+    except BaseException:
+        concurrent.futures.wait(futures.values())  # a batch ends whole: no job outlives it
+        raise
+    for call, key, outcome in zip(drawn, futures, service.outcomes(list(futures.values()))):
+        check_call(service, call, outcome)
+        service.checked.add(key)
 
 
 # -- generating calls from the registry -------------------------------------------------------
@@ -713,23 +911,44 @@ def hypothesis_tests(service: Service, run_profile: Profile) -> dict[str, Callab
     from fuzz import regressions  # noqa: PLC0415  (it imports this module)
     valid = pdfs(max_pages=6, encryption="any")
 
+    def keep(name: str, args: tuple, exc: Exception, seed_value: int) -> None:
+        if run_profile.regressions and current_build_context().is_final:
+            path = regressions.save_failure(run_profile.regressions, name, args, exc,
+                                            found_by=f"{name}, seed {seed_value}")
+            print(f"regression file written: {path}", flush=True)
+
     def bound(name: str, strategies_: tuple, check: Callable[..., None], examples: int,
-              count: Callable[[tuple], int] = lambda args: 1,
               seed_value: int = run_profile.seed) -> Callable[[], None]:
         @seed(seed_value)
         @run_profile.settings(examples)
         @given(st.tuples(*strategies_))
         def test(args: tuple) -> None:
-            service.throughput.add(examples=count(args))
+            key = Checked.key((name, args))
+            if key in service.checked:  # this law held for these very arguments already
+                service.throughput.add(examples=1, repeats=1)
+                return
+            service.throughput.add(examples=1)
             try:
                 check(service, *args)
             except Exception as exc:
-                if run_profile.regressions and current_build_context().is_final:
-                    path = regressions.save_failure(run_profile.regressions, name, args, exc,
-                                                    found_by=f"{name}, seed {seed_value}")
-                    print(f"regression file written: {path}", flush=True)
+                keep(name, args, exc, seed_value)
                 raise
+            service.checked.add(key)
         test.__name__ = check.__name__  # Hypothesis reports and stores examples under it
+        return timed(test)
+
+    def contract(examples: int, seed_value: int) -> Callable[[], None]:
+        @seed(seed_value)
+        @run_profile.settings(examples)
+        @given(st.data())
+        def test(data) -> None:
+            drawn: list[Call] = []
+            try:
+                check_drawn_contracts(service, data, calls, batch, drawn)
+            except Exception as exc:
+                keep("contract", (drawn,), exc, seed_value)
+                raise
+        test.__name__ = "check_contracts"  # the name examples were stored under before
         return timed(test)
 
     def timed(test: Callable[[], None]) -> Callable[[], None]:
@@ -745,11 +964,10 @@ def hypothesis_tests(service: Service, run_profile: Profile) -> dict[str, Callab
     n = run_profile.examples
     batch = run_profile.batch
     lanes = run_profile.lanes
-    calls = st.lists(operation_calls(), min_size=1, max_size=batch)
+    calls = operation_calls()  # built once (see _cached_strategies)
     contract_examples = max(1, round(3 * n * 2 / (batch + 1)))
     # Shard k > 0 draws from its own seed; shard 0 from the profile's, as before lanes.
-    shards = [bound("contract", (calls,), check_contracts, max(1, round(contract_examples / lanes)),
-                    lambda args: len(args[0]), run_profile.seed + 1_000_003 * k)
+    shards = [contract(max(1, round(contract_examples / lanes)), run_profile.seed + 1_000_003 * k)
               for k in range(lanes)]
     return {
         "contract": in_lanes(shards),

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             round_number += 1
             if deadline is None or time.monotonic() > deadline:
                 break
-        print(f"throughput: {service.throughput.line()}")
+    print(f"throughput: {service.throughput.line()}")  # closed: its processes are counted
     if failures:
         print("FAILED: " + ", ".join(failures))
     return 1 if failures else 0

@@ -33,8 +33,8 @@ def service(pytestconfig):
     except Exception as exc:  # noqa: BLE001  no sandbox on this host: say why, do not fail
         pytest.skip(f"the sandbox cannot start here: {exc}")
     yield running
+    running.close()  # first: the sandbox's CPU is counted once its processes are reaped
     say(f"notrace fuzz throughput: {running.throughput.line()}")
-    running.close()
 
 
 @pytest.fixture(scope="module")

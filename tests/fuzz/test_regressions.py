@@ -67,12 +67,20 @@ class _CrashingRotate:
     with no files. Lets the test below check the writing of regressions without a sandbox."""
 
     def __init__(self):
-        from fuzz.properties import Throughput
+        from fuzz.properties import Checked, Throughput
         self.throughput = Throughput()
+        self.checked = Checked()
 
-    def call_many(self, calls, limits=None):
+    def submit(self, call, limits=None):
+        import concurrent.futures
+
         from fuzz.properties import Outcome
-        return [Outcome(500 if c.operation == "rotate" else 200, "error", 0.0, 5.0) for c in calls]
+        answered = concurrent.futures.Future()
+        answered.set_result(Outcome(500 if call.operation == "rotate" else 200, "error", 0.0, 5.0))
+        return answered
+
+    def outcomes(self, futures):
+        return [future.result() for future in futures]
 
 
 @pytest.mark.timeout(60)
