@@ -18,6 +18,7 @@ import pytest
 from notrace.admission import STALLED_AFTER_S, Admission
 from notrace.problems import HttpProblem
 from tests.pdfs import make_pdf
+from tests.service.access import wait_until
 from tests.service.test_big_results import _big_answer_pdf, _memfds, _SlowReader
 
 ANSWER_STALL_S = 3
@@ -87,5 +88,9 @@ def test_a_client_that_stops_reading_holds_its_answer_only_until_its_stall_limit
         assert received + len(client.rest) < int(client.headers["content-length"])
     finally:
         client.close()
-    records = [r for r in stingy.log_records() if r.get("operation") == "split"]
-    assert records and records[-1].get("client_gone") is True
+    # The access line follows the memfd's close, and reaches server.lines through the
+    # thread that drains the server's stderr: wait for it (bounded).
+    gone = wait_until(lambda: [r for r in stingy.log_records()
+                               if r.get("operation") == "split" and "status" in r],
+                      timeout=10, what="the split's access line")
+    assert gone[-1].get("client_gone") is True, gone[-1]
