@@ -99,7 +99,7 @@ def carrier(*, contents: Any = None, page: dict | None = None, catalog: dict | N
 def _placed(draw, stream: Stream) -> bytes:
     """The stream where a reader will decode it: page contents, a form XObject the page
     draws, or an object nothing references (found only by the xref or a rebuild)."""
-    where = draw(st.sampled_from(["contents", "xobject", "orphan"]))
+    where = draw(st.sampled_from(("contents", "xobject", "orphan")))
     if where == "contents":
         return carrier(contents=stream).data
     if where == "xobject":
@@ -134,7 +134,7 @@ def flate_bomb(draw, max_size: int) -> bytes:
 @st.composite
 def lzw_bomb(draw, max_size: int) -> bytes:
     cycles = draw(st.integers(1, min(64, _fits(max_size, 5800))))
-    parms = draw(st.sampled_from([{}, {"DecodeParms": {"EarlyChange": 1}}]))
+    parms = draw(st.sampled_from(({}, {"DecodeParms": {"EarlyChange": 1}})))
     return draw(_placed(Stream({"Filter": Name("LZWDecode"), **parms}, lzw_bomb_data(cycles))))
 
 
@@ -152,8 +152,8 @@ def runlength_bomb(draw, max_size: int) -> bytes:
 @st.composite
 def filter_chain(draw, max_size: int) -> bytes:
     length = draw(st.integers(25, 120))
-    names = draw(st.lists(st.sampled_from(["FlateDecode", "ASCIIHexDecode", "ASCII85Decode", "RunLengthDecode",
-                                           "LZWDecode"]), min_size=length, max_size=length))
+    names = draw(st.lists(st.sampled_from(("FlateDecode", "ASCIIHexDecode", "ASCII85Decode", "RunLengthDecode",
+                                           "LZWDecode")), min_size=length, max_size=length))
     data = PAGE_TEXT
     # Encode right to left; a stage whose output would grow past the budget becomes Flate
     # (hex and base-85 stages expand, so 120 of them would not fit otherwise).
@@ -168,11 +168,11 @@ def filter_chain(draw, max_size: int) -> bytes:
 
 @st.composite
 def predictor_buffer(draw, max_size: int) -> bytes:
-    parms = {"Predictor": draw(st.sampled_from([2, 10, 12, 15])), "Colors": draw(st.sampled_from([1, 4, 32, 255])),
-             "BitsPerComponent": draw(st.sampled_from([8, 16])),
-             "Columns": draw(st.sampled_from([100_000_000, 2**30, 2**31 - 1, 2**32 + 1, 10**12]))}
+    parms = {"Predictor": draw(st.sampled_from((2, 10, 12, 15))), "Colors": draw(st.sampled_from((1, 4, 32, 255))),
+             "BitsPerComponent": draw(st.sampled_from((8, 16))),
+             "Columns": draw(st.sampled_from((100_000_000, 2**30, 2**31 - 1, 2**32 + 1, 10**12)))}
     data = zlib.compress(bytes(draw(st.integers(1, 4096))))
-    filters = draw(st.sampled_from(["FlateDecode", "LZWDecode"]))
+    filters = draw(st.sampled_from(("FlateDecode", "LZWDecode")))
     if filters == "LZWDecode":
         data = FilterChain(("LZWDecode",)).encode(bytes(256))[0]
     return draw(_placed(Stream({"Filter": Name(filters), "DecodeParms": parms}, data)))
@@ -181,7 +181,7 @@ def predictor_buffer(draw, max_size: int) -> bytes:
 @st.composite
 def image_bomb(draw, max_size: int) -> bytes:
     width, height = draw(st.integers(20_000, 65_535)), draw(st.integers(20_000, 65_535))
-    space, bits = draw(st.sampled_from([("DeviceRGB", 8), ("DeviceGray", 8), ("DeviceCMYK", 8), ("DeviceRGB", 16)]))
+    space, bits = draw(st.sampled_from((("DeviceRGB", 8), ("DeviceGray", 8), ("DeviceCMYK", 8), ("DeviceRGB", 16))))
     data = draw(st.binary(min_size=1, max_size=100))
     image = {"Type": Name("XObject"), "Subtype": Name("Image"), "Width": width, "Height": height,
              "ColorSpace": Name(space), "BitsPerComponent": bits}
@@ -195,8 +195,8 @@ def image_bomb(draw, max_size: int) -> bytes:
 
 @st.composite
 def huge_length(draw, max_size: int) -> bytes:
-    kind = draw(st.sampled_from(["huge", "self", "mutual", "negative", "object"]))
-    length: Any = {"huge": draw(st.sampled_from([2**31 - 1, 2**32, 2**63 - 1, 10**15])), "self": Ref(4),
+    kind = draw(st.sampled_from(("huge", "self", "mutual", "negative", "object")))
+    length: Any = {"huge": draw(st.sampled_from((2**31 - 1, 2**32, 2**63 - 1, 10**15))), "self": Ref(4),
                    "mutual": Ref(6), "negative": -1, "object": Ref(7)}[kind]
     # "mutual": /Length 6 0 R where 6 is `4 0 R`; "object": /Length is a dictionary.
     extras = {6: Ref(4), 7: {"Length": Ref(4)}}
@@ -205,7 +205,7 @@ def huge_length(draw, max_size: int) -> bytes:
 
 @st.composite
 def deep_nesting(draw, max_size: int) -> bytes:
-    opener, closer = draw(st.sampled_from([(b"[", b"]"), (b"<</A ", b">>")]))
+    opener, closer = draw(st.sampled_from(((b"[", b"]"), (b"<</A ", b">>"))))
     depth = draw(st.integers(500, _fits(max_size, len(opener) + len(closer))))
     nest = opener * depth + (closer * depth if draw(st.booleans()) else b"")
     if draw(st.booleans()):  # in a content stream: [[[...]]] as an operand
@@ -217,7 +217,7 @@ def deep_nesting(draw, max_size: int) -> bytes:
 def objstm_recursion(draw, max_size: int) -> bytes:
     """Object stream 6 holds the catalog; then 6 is said to live inside itself, or extends
     itself, or its objects point back at it."""
-    kind = draw(st.sampled_from(["self_contained", "extends_self", "mutual", "back_reference"]))
+    kind = draw(st.sampled_from(("self_contained", "extends_self", "mutual", "back_reference")))
     catalog = serialize({"Type": Name("Catalog"), "Pages": Ref(2), "Stm": Ref(6)})
     head = b"1 0\n"
     stm6 = {"Type": Name("ObjStm"), "N": 1, "First": len(head)}
@@ -252,7 +252,7 @@ _PREV_PLACEHOLDER = b"9999999999"
 @st.composite
 def prev_loop(draw, max_size: int) -> bytes:
     """/Prev pointing at the xref it belongs to, or two xrefs pointing at each other."""
-    kinds = [draw(st.sampled_from(["table", "stream"])) for _ in range(draw(st.integers(1, 2)))]
+    kinds = [draw(st.sampled_from(("table", "stream"))) for _ in range(draw(st.integers(1, 2)))]
     # A fixed-width placeholder, patched after layout, so that no offset moves.
     objs = {1: {"Type": Name("Catalog"), "Pages": Ref(2)},
             2: {"Type": Name("Pages"), "Kids": [Ref(3)], "Count": 1},
@@ -269,12 +269,12 @@ def prev_loop(draw, max_size: int) -> bytes:
 def rebuild_storm(draw, max_size: int) -> bytes:
     """Thousands of tiny objects full of `0 0 R` and a startxref that points nowhere, so
     the reader must reconstruct the xref by scanning."""
-    unit = draw(st.sampled_from([b"0 0 R", b"<</A 0 0 R /B [0 0 R 0 0 R]>>", b"[0 0 R]"]))
+    unit = draw(st.sampled_from((b"0 0 R", b"<</A 0 0 R /B [0 0 R 0 0 R]>>", b"[0 0 R]")))
     count = draw(st.integers(100, _fits(max_size, len(unit) + 24)))
     head = carrier().data
     head = head[: head.rindex(b"\nxref") + 1] if draw(st.booleans()) else head[: head.rindex(b"startxref")]
     body = b"".join(b"%d 0 obj %s endobj\n" % (6 + i, unit) for i in range(count))
-    return head + body + b"startxref\n%d\n%%%%EOF\n" % draw(st.sampled_from([0, 999_999_999, 2**40]))
+    return head + body + b"startxref\n%d\n%%%%EOF\n" % draw(st.sampled_from((0, 999_999_999, 2**40)))
 
 
 @st.composite
@@ -310,8 +310,8 @@ def page_tree_depth(draw, max_size: int) -> bytes:
 
 @st.composite
 def missing_root(draw, max_size: int) -> bytes:
-    written = carrier(xref=draw(st.sampled_from(["table", "stream"])))
-    size = draw(st.sampled_from([2_000_000_000, 2**31 - 1, 2**32, 10**10]))
+    written = carrier(xref=draw(st.sampled_from(("table", "stream"))))
+    size = draw(st.sampled_from((2_000_000_000, 2**31 - 1, 2**32, 10**10)))
     data = written.data.replace(b"/Root 1 0 R", b"")
     position = data.rindex(b"/Size")
     return data[:position] + re.sub(rb"^/Size \d+", b"/Size %d" % size, data[position:])
@@ -319,7 +319,7 @@ def missing_root(draw, max_size: int) -> bytes:
 
 @st.composite
 def outline_cycle(draw, max_size: int) -> bytes:
-    kind = draw(st.sampled_from(["next_self", "next_pair", "first_self", "parent_loop", "last_prev"]))
+    kind = draw(st.sampled_from(("next_self", "next_pair", "first_self", "parent_loop", "last_prev")))
     item = {"Title": b"a", "Parent": Ref(6), "Dest": [Ref(3), Name("Fit")]}
     items = {7: dict(item), 8: dict(item)}
     if kind == "next_self":
@@ -380,7 +380,7 @@ def huge_array(draw, max_size: int) -> bytes:
 def inline_image_no_ei(draw, max_size: int) -> bytes:
     data = draw(st.binary(min_size=0, max_size=512))
     # Near misses of the end marker, never preceded and followed by whitespace.
-    data += draw(st.sampled_from([b"", b"xEIx", b"EI", b"\nEIx", b"EEI"]))
+    data += draw(st.sampled_from((b"", b"xEIx", b"EI", b"\nEIx", b"EEI")))
     filler = bytes(draw(st.integers(0, _fits(max_size, 1))) // 2) if draw(st.booleans()) else b""
     content = PAGE_TEXT + b"\nq 10 0 0 10 0 0 cm BI /W 100 /H 100 /BPC 8 /CS /G ID " + data + filler
     return carrier(contents=Stream({}, content)).data
@@ -392,7 +392,7 @@ def eof_comment(draw, max_size: int) -> bytes:
     base = carrier().data
     if draw(st.booleans()):
         base = base[: base.rindex(b"startxref")]
-    tail = draw(st.sampled_from([b"", b" ", b"A", b"%"]))
+    tail = draw(st.sampled_from((b"", b" ", b"A", b"%")))
     return base + b"%" + tail * draw(st.integers(0, max(0, _fits(max_size, 1) - len(base))))
 
 
