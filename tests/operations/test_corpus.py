@@ -93,6 +93,7 @@ def check(results: list[dict], violations: list[str]) -> None:
     assert died == [], died
 
 
+@pytest.mark.timeout(260)      # the worker's own 240 s, not the default 60 s (17 s here)
 def test_corpus_fast_operations_never_raise():
     results, violations = run_worker(FAST_OPS, corpus_files(), timeout_s=240)
     check(results, violations)
@@ -188,6 +189,7 @@ def hostile_images() -> dict[str, bytes]:
     }
 
 
+@pytest.mark.timeout(220)      # the worker's own 200 s, not the default 60 s
 def test_corpus_and_hostile_images_through_stamp_image_and_from_images(tmp_path):
     """stamp-image: every corpus file with one PNG, and one document with every awkward
     image; from-images: each awkward image alone, all of them together, and every corpus
