@@ -21,6 +21,7 @@ import pikepdf
 import pikepdf.jbig2
 
 from notrace.operations.boxes import Box, has_area
+from notrace.operations.document_id import save_with_content_id
 from notrace.operations.formats import SNIFF_BYTES as FORMAT_BYTES, sniff
 from notrace.operations.problems import Problem
 
@@ -266,14 +267,17 @@ def check_page_count(count: int, max_pages: int, label: str = "the document") ->
 
 def save_pdf(pdf: pikepdf.Pdf, **options: Any) -> bytes:
     """Serialise without leaving traces: no encryption unless asked, an /ID derived from
-    the content (no clock, no randomness), qpdf's own normalisation."""
+    the content (no clock, no randomness: document_id's SHA-1, or qpdf's deterministic
+    MD5 where that cannot be patched in), qpdf's own normalisation."""
     options.setdefault("encryption", False)
-    options.setdefault("deterministic_id", not options.get("encryption"))
     # qpdf writes the trailer's /Size (its own, correct value) only when the trailer has
     # one: an input repaired on reading may have none, and an xref stream without /Size
     # is a PDF nobody can open (pikepdf__cyclic-toc.pdf through compress).
     if "/Size" not in pdf.trailer:
         pdf.trailer.Size = 0
+    if not options["encryption"] and not options.get("linearize"):
+        return save_with_content_id(pdf, **options)
+    options.setdefault("deterministic_id", not options["encryption"])
     out = io.BytesIO()
     pdf.save(out, **options)
     return out.getvalue()

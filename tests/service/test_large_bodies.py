@@ -153,3 +153,46 @@ def test_big_parts_of_a_zip_are_stored_or_deflated_as_their_samples_say():
             assert len(members) == 2 and all(m.file_size > 1 << 20 for m in members)
             assert {m.compress_type for m in members} == {expected}
             assert archive.testzip() is None
+
+
+def _trailer_id(data: bytes) -> list[bytes]:
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        return [bytes(part) for part in pdf.trailer.ID]
+
+
+def test_the_id_is_derived_from_the_bytes_and_written_over_qpdfs_static_one():
+    from notrace.operations._common import save_pdf
+    from notrace.operations.document_id import STATIC_ID
+
+    static = bytes.fromhex(STATIC_ID.decode())
+    one, other = pikepdf.open(io.BytesIO(make_pdf(2))), pikepdf.open(io.BytesIO(make_pdf(3)))
+    saved = save_pdf(one)
+    assert saved == save_pdf(one)                                       # no clock, no chance
+    kept, derived = _trailer_id(saved)
+    assert kept == bytes(one.trailer.ID[0]) and derived not in (static, kept)  # first kept
+    assert _trailer_id(save_pdf(other))[1] != derived                   # content-derived
+    fresh = pikepdf.new()
+    fresh.add_blank_page()
+    first, second = _trailer_id(save_pdf(fresh))
+    assert first == second != static                                    # both ours
+    # Strings of the input's trailer that look like the ID are left as they are.
+    decoy = b"/ID [<aa><" + STATIC_ID + b">]"
+    one.trailer.Zzz = pikepdf.String(decoy)
+    with pikepdf.open(io.BytesIO(save_pdf(one))) as pdf:
+        assert bytes(pdf.trailer.Zzz) == decoy and bytes(pdf.trailer.ID[1]) != static
+
+
+def test_linearized_saves_and_unpatchable_ones_keep_qpdfs_deterministic_id(monkeypatch):
+    from notrace.operations import document_id
+    from notrace.operations._common import save_pdf
+
+    pdf = pikepdf.open(io.BytesIO(make_pdf(2)))
+    for options in ({"linearize": True}, {}):
+        qpdf = io.BytesIO()
+        pdf.save(qpdf, deterministic_id=True, **options)
+        if not options:    # where the static ID is not found: saved again, qpdf's way
+            monkeypatch.setattr(document_id, "_patch_id", lambda view: False)
+        assert save_pdf(pdf, **options) == qpdf.getvalue()
+    assert document_id._patch_id(memoryview(bytearray(b"%PDF-1.7 no trailer here"))) is False
+    assert document_id._patch_id(memoryview(bytearray(
+        b"%PDF-1.7\ntrailer << /Size 1 >>\nstartxref\n9\n%%EOF\n"))) is False
