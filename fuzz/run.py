@@ -9,8 +9,10 @@ NOTRACE_FUZZ_DB, NOTRACE_FUZZ_SEED, NOTRACE_FUZZ_BATCH, NOTRACE_FUZZ_LANES and
 NOTRACE_FUZZ_REGRESSIONS. With --minutes, rounds repeat with seed, seed+1, ... until the
 time is up (the database, when given, keeps every failing example across runs and
 replays it first). The contract runs up to --batch calls per example concurrently on the
-sandbox's two workers, in --lanes shards at once (threads, default 2), and the laws run
---lanes at a time: while one lane waits for the sandbox another generates. Every
+sandbox's two workers, each submitted as soon as it is drawn, in --lanes shards at once
+(threads, default 2), and the laws run --lanes at a time: while one lane waits for the
+sandbox another generates. A call the run has already checked is not run again (the
+closing line counts these repeats apart). Every
 failure, shrunk, is written as a regression file (default tests/fuzz/regressions/,
 replayed by tests/fuzz/test_regressions.py; --regressions "" writes none). Prints the
 seeds, each failure, and the throughput at the end (examples per second, and where the
