@@ -90,7 +90,11 @@ def main(chan: socket.socket, stderr_fd: int, output_fd: int, entry: Callable, p
         os._exit(EXIT_CHANNEL_LOST)
     # Stamps only when the fork server asked (sandbox.timings): diagnostics, never data.
     stamps = {"child_woke": time.monotonic()} if job.get("timings") is True else None
-    report = _run_job(entry, job, fds, output_fd, limits, ctx.baseline_vm_bytes, stamps)
+    # The job's inputs and outputs stay referenced until os._exit: freeing them before the
+    # report (a 24 MB merge's buffers: 7.9 ms of munmap, measured) only delayed it, and
+    # the memory is the process's until it is gone either way.
+    held: list = []
+    report = _run_job(entry, job, fds, output_fd, limits, ctx.baseline_vm_bytes, stamps, held)
     report["type"] = "report"
     report["usage"] = _usage()
     if stamps is not None:
@@ -124,12 +128,15 @@ def _usage() -> dict:
 
 
 def _run_job(entry: Callable, job: dict, fds: list[int], output_fd: int, limits: Limits,
-             baseline_vm_bytes: int, stamps: dict | None = None) -> dict:
+             baseline_vm_bytes: int, stamps: dict | None = None,
+             held: list | None = None) -> dict:
     """Run the entry on the job's inputs and write its outputs; return the report.
 
     fds: the inputs, then the sealed params memfd (JSON, decoded only here); all closed
     here. output_fd: the child's output memfd.
     stamps: None, or sandbox.timings' dict this adds the entry's and outputs' times to.
+    held: None, or a list this appends the input views and the outputs to, so that they
+    are not freed before the report (see main).
     """
     try:
         if len(fds) != job.get("inputs", -1) + 1:
@@ -138,7 +145,9 @@ def _run_job(entry: Callable, job: dict, fds: list[int], output_fd: int, limits:
         if job_limits != limits:              # else confinement set these limits already
             tighten_for_job(job_limits, baseline_vm_bytes)
         *input_fds, params_fd = fds
-        views = []
+        views: list = []
+        if held is not None:
+            held.append(views)
         for fd in input_fds:
             views.append(_map_input(fd))
             os.close(fd)                      # mmap keeps its own dup: close ours at once,
@@ -147,6 +156,8 @@ def _run_job(entry: Callable, job: dict, fds: list[int], output_fd: int, limits:
         if stamps is not None:
             stamps["entry_started"] = time.monotonic()
         outputs = entry(views, params)
+        if held is not None:
+            held.append(outputs)
         if stamps is not None:
             stamps["entry_ended"] = time.monotonic()
         report = _write_outputs(outputs, output_fd, job_limits.output_mb << 20)
