@@ -18,6 +18,7 @@ import pytest
 from notrace.operations import OPERATIONS
 from tests.operations.test_corpus import corpus_files
 from tests.pdfs import make_pdf, page_texts
+from tests.service.access import wait_until
 from tests.service.server import ROOT
 
 pytestmark = pytest.mark.timeout(60)
@@ -174,7 +175,10 @@ def test_secrets_in_steps_are_never_logged_nor_echoed(server):
     query = server.request("POST", f"/api/v1/pipeline?steps=%5B%5D",
                            b"", {"Content-Type": "multipart/form-data; boundary=x"})
     assert query.status == 400 and query.json()["param"] == "steps"
-    time.sleep(0.3)
+    # Log lines reach server.lines through the thread draining the server's stderr: wait
+    # (bounded) for the last request's access line rather than a fixed 0.3 s.
+    wait_until(lambda: any(r.get("status") == 400 and r.get("route") == "/api/v1/pipeline"
+                           for r in server.log_records()[-5:]), what="the last access line")
     assert secret not in "\n".join(server.lines[before:])
     records = [r for r in server.log_records()[-50:] if r.get("steps")]
     assert ["encrypt"] in [r["steps"] for r in records]
