@@ -22,7 +22,7 @@ from notrace.web import NOTICE, PAGE_CSP
 from tests.browser.conftest import BROWSER, WAIT_S
 from tests.pdfs import (make_active_pdf, make_image_jpeg, make_image_png, make_pdf,
                         page_texts)
-from tests.service.access import write_keys
+from tests.service.access import wait_until, write_keys
 from tests.service.server import Server
 
 try:
@@ -368,8 +368,9 @@ def test_key_asked_on_401_kept_in_memory_and_sent(driver, keyed_server, tmp_path
     key_input.send_keys(key)
     run_and_wait(driver)
     assert downloaded(downloads).suffix == ".json"
-    assert any(r.get("key") == "browser" and r.get("status") == 200
-               for r in server.log_records())   # sent as Authorization: Bearer
+    wait_until(lambda: any(r.get("key") == "browser" and r.get("status") == 200
+                           for r in server.log_records()),   # sent as Authorization: Bearer
+               what="the keyed request's access line (it may follow the answer)")
     # The bucket is empty now: a readable 429 that says when to try again.
     run_and_wait(driver, "#problem")
     assert driver.find_element(By.ID, "problem-title").text == TYPES["rate-limited"].title

@@ -63,6 +63,7 @@ class Server:
         self.lines: list[str] = []
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        self._drainer: threading.Thread | None = None
 
     # --- life cycle -------------------------------------------------------------------
     def start(self) -> "Server":
@@ -70,7 +71,8 @@ class Server:
         self.proc = subprocess.Popen(cmd, env={**self.env, "PYTHONPATH": str(ROOT)},
                                      cwd=self.cwd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
         deadline = time.monotonic() + START_TIMEOUT_S
         while self.port is None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -87,14 +89,20 @@ class Server:
                 self.port = json.loads(line)["port"]
 
     def stop(self, timeout: float = 20) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
+        """SIGTERM, wait for the exit, and for the last log lines: the server's exit does
+        not mean the draining thread has read them all (tests read self.lines next)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._drainer is not None:
+            self._drainer.join(5)   # EOF once every holder of the pipe has exited
+        return self.proc.returncode
 
     @property
     def process(self) -> psutil.Process:
