@@ -91,8 +91,13 @@ def test_a_fork_server_death_is_one_log_line_and_a_restart_metric(start_server):
     _wait_for(lambda: _restarts(server) == 1, what="the restart counter at 1")
     _wait_for(lambda: server.get("/ready").status == 200, what="the sandbox ready again")
     assert _fork_server(server).pid != victim.pid
-    deaths = [r for r in server.log_records()
-              if r["logger"] == "sandbox" and r["msg"] == "fork server died"]
+    def death_lines() -> list[dict]:
+        return [r for r in server.log_records()
+                if r["logger"] == "sandbox" and r["msg"] == "fork server died"]
+
+    # (the line reaches server.lines through the stderr-draining thread: wait for it)
+    _wait_for(death_lines, what="the 'fork server died' line")
+    deaths = death_lines()
     assert len(deaths) == 1, server.lines[-10:]
     assert deaths[0]["level"] == "warning"
     assert isinstance(deaths[0]["exit"], str) and deaths[0]["exit"]
