@@ -1,8 +1,9 @@
 """Sandbox: the caller's handle on a fork server. Queues jobs, sends them, reads results.
 
 Runs in the caller's process (e.g. the aiohttp server's event loop). The fork server is a
-separate, clean interpreter started with an EMPTY environment (nothing of the caller's
-secrets reaches it or its children) and the caller's sys.path; it is restarted when it
+separate, clean interpreter started with an EMPTY environment but glibc's malloc tunable
+of sandbox.hugepages (nothing of the caller's secrets reaches it or its children) and the
+caller's sys.path; it is restarted when it
 dies. All state lives on the event loop thread: no locks, no threads.
 
 Params travel to the child in a sealed memfd (the fork server never decodes them), and an
@@ -26,7 +27,7 @@ import sys
 import time
 from typing import Iterable
 
-from sandbox import protocol, trailer
+from sandbox import hugepages, protocol, trailer
 from sandbox.layers.base import LayerStatus
 from sandbox.layers.rlimits import MAX_JOB_FDS
 from sandbox.limits import Limits
@@ -148,7 +149,7 @@ class Sandbox:
         # exec'd, never a bare fork of this process: it may have threads and secrets.
         self._proc = subprocess.Popen(
             [sys.executable, "-I", "-c", _BOOT.format(path=list(sys.path), fd=theirs.fileno())],
-            pass_fds=[theirs.fileno()], env={}, stdin=subprocess.DEVNULL,
+            pass_fds=[theirs.fileno()], env=dict(hugepages.ENVIRONMENT), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, close_fds=True, cwd="/")
         theirs.close()
         self._sock = ours

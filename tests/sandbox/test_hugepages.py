@@ -2,6 +2,7 @@
 and that a real fork server's spawner (the process every child is a copy of) holds them."""
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import mmap
 
@@ -10,6 +11,7 @@ import pytest
 
 from sandbox import Sandbox, hugepages
 from tests.sandbox.conftest import ENTRY, TEST_LIMITS
+from tests.sandbox.test_ends import JOB, busy_child
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -93,6 +95,27 @@ async def test_a_real_spawner_holds_the_heap_in_huge_pages_and_children_stay_apa
         held = anon_huge_kb(spawner[0].pid)
     if collapsible:
         assert held >= 16 * 1024, held        # most of the 32 MB heap
+    elif not thp_enabled():
+        assert held == 0
+
+
+async def test_a_jobs_big_buffer_faults_in_huge_pages():
+    """The fork server starts with glibc's malloc asking for huge pages (ENVIRONMENT),
+    and its children inherit that: a job's 64 MB buffer is mapped with 2 MiB pages where
+    the host has them (madvise or always), and the fork server's environment holds
+    nothing else (what it was started with is in /proc/PID/environ)."""
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=1, queue=2) as sb:
+        with open(f"/proc/{sb.fork_server_pid}/environ", "rb") as f:
+            environment = f.read().split(b"\0")[:-1]
+        assert environment == [b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]
+        job = asyncio.create_task(sb.run([], {"do": "kill_me_at", "mb": 64, "s": 30}))
+        child = await asyncio.to_thread(busy_child, sb, 64)
+        held = anon_huge_kb(child.pid)
+        child.kill()
+        (await job).close()
+        assert (await sb.run([b"x"], JOB)).outputs == [b"x!"]     # the next job runs
+    if thp_enabled() and host_collapses():
+        assert held >= 32 * 1024, held        # most of the 64 MB
     elif not thp_enabled():
         assert held == 0
 
