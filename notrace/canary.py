@@ -10,12 +10,12 @@ CPU measured here, off the job's path; skipped when a job already waits).
 """
 from __future__ import annotations
 
-from notrace.operations.child import _sample_pdf
+from notrace.operations.child import sample_pdf
 from notrace.operations.registry import OPERATIONS
 
 
 def canary() -> tuple[list[bytes], dict]:
     """(inputs, params) of the canary job, as notrace.jobs.job_params would make them."""
-    sample = _sample_pdf(2)
+    sample = sample_pdf(2)
     return [sample, sample], {"operation": "merge", "params": OPERATIONS["merge"].validate({}),
                               "max_pages": 10}

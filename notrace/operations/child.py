@@ -179,7 +179,9 @@ def run(inputs: list[memoryview], params: dict) -> list[bytes | memoryview]:
     return [_manifest(manifest), body]
 
 
-def _sample_pdf(pages: int) -> bytes:
+def sample_pdf(pages: int) -> bytes:
+    """A PDF of `pages` text pages built from nothing: the warm-up's and the canary's
+    input (notrace.canary), never a user's bytes."""
     pdf = pikepdf.new()
     font = pdf.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Font,
                                                 Subtype=pikepdf.Name.Type1,
@@ -197,7 +199,7 @@ def warm_up() -> None:
     """Run a tiny merge and text extraction in-process (fork server, before children
     exist) so first-use imports and caches are done before confinement. Raises if the
     operations do not work at all: better at start-up than in every job."""
-    sample = memoryview(_sample_pdf(2))
+    sample = memoryview(sample_pdf(2))
     for operation, raw in (("merge", {}), ("text", {}), ("text", {"layout": "boxes"}),
                            ("text", {"engine": "pypdf"})):
         params = OPERATIONS[operation].validate(raw)
