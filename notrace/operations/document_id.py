@@ -14,7 +14,8 @@ input's own when it had one.
 Only one trailer is patched: linearized files (two trailers) and encrypted ones (the ID
 enters their keys) keep qpdf's deterministic ID, and so does any output where the
 constant is not found where qpdf writes it (the last `/ID [<...><STATIC_ID>]` before the
-final startxref, within TRAILER_WINDOW bytes of it).
+final startxref, within TRAILER_WINDOW bytes of it), and any input whose own first ID is
+the constant (qpdf keeps it; the patch would take it for a new document's and replace it).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ STATIC_ID = b"31415926535897932384626433832795"
 TRAILER_WINDOW = 1 << 20
 _ID_ARRAY = re.compile(rb"/ID \[<([0-9a-f]*)><" + STATIC_ID + rb">\]")
 _STARTXREF = re.compile(rb"startxref\s+\d+\s+%%EOF\s*\Z")
+_STATIC_BYTES = bytes.fromhex(STATIC_ID.decode())
 hashlib.sha1(b"", usedforsecurity=False)   # OpenSSL's digest fetched before confinement
 
 
@@ -42,10 +44,22 @@ def save_with_content_id(pdf: pikepdf.Pdf, **options: Any) -> bytes:
     its bytes (module doc)."""
     out = io.BytesIO()
     pdf.save(out, static_id=True, **options)
-    if not _patch_id(out.getbuffer()):
+    # An input whose first ID is the constant itself: qpdf keeps it, and in the bytes it
+    # cannot be told from a new document's (both elements ours), so qpdf's way is taken.
+    if _first_id(pdf) == _STATIC_BYTES or not _patch_id(out.getbuffer()):
         out = io.BytesIO()
         pdf.save(out, deterministic_id=True, **options)
     return out.getvalue()
+
+
+def _first_id(pdf: pikepdf.Pdf) -> bytes | None:
+    """The first element of the input's /ID, as qpdf keeps it, if it is a string."""
+    ident = pdf.trailer.get("/ID")
+    if isinstance(ident, pikepdf.Array) and len(ident) > 0:
+        first = ident[0]
+        if isinstance(first, pikepdf.String):
+            return bytes(first)
+    return None
 
 
 def _patch_id(view: memoryview) -> bool:
