@@ -216,6 +216,23 @@ def test_decoys_stay_and_only_the_trailers_id_changes(save, with_id):
     assert _trailer_id(save_pdf(other, **options))[1] != second        # distinct
 
 
+@pytest.mark.filterwarnings("ignore")
+def test_the_ids_through_the_server_are_derived_stable_and_keep_the_inputs_first(server):
+    document = _decoyed(with_id=True)
+    document.trailer.ID = pikepdf.Array([pikepdf.String(_STATIC_BYTES), pikepdf.String(b"x")])
+    decoyed = io.BytesIO()
+    document.save(decoyed, static_id=True)                 # its own first ID: the constant
+    sent = decoyed.getvalue()
+    assert _trailer_id(sent)[0] == _STATIC_BYTES
+    answers = [server.post("flatten", [sent]) for _ in range(2)]
+    assert all(reply.status == 200 for reply in answers), answers[0].body[:300]
+    assert answers[0].body == answers[1].body                        # no clock, no chance
+    first, second = _trailer_id(answers[0].body)
+    assert first == _STATIC_BYTES and second != _STATIC_BYTES
+    assert _DECOY in answers[0].body or b"Filter" in answers[0].body  # decoys travel as data
+    assert len(pypdf.PdfReader(io.BytesIO(answers[0].body)).pages) == 3
+
+
 # -- 3. memory: huge pages, the tunable, the limit --------------------------------------------
 
 ENTRY = "tests.attack.wave4_entries:dispatch"
