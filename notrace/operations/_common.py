@@ -51,6 +51,7 @@ IN_PLACE_BYTES_PER_OBJECT = 16 * 1024
 _TAIL_BYTES = 4096
 _STARTXREF = re.compile(rb"startxref\s+(\d{1,15})")
 _SIZE = re.compile(rb"/Size\s+(\d{1,12})")
+_XREF_TABLE = re.compile(rb"\s*xref\s+(\d{1,12})\s+(\d{1,12})")
 
 #: Decoders' memory caps (bytes), process-wide in qpdf. Lower than the sandbox's memory
 #: limit so that a decompression bomb usually ends as a clean "malformed" (qpdf refuses
@@ -202,19 +203,28 @@ def pdf_source(data: memoryview) -> io.RawIOBase | io.BytesIO:
 
 
 def declared_objects(data: memoryview) -> int | None:
-    """The object count (/Size) the last cross-reference section of `data` declares, if
-    it is found near where the file's startxref points, or in its last bytes (a classic
-    trailer). A hint only, from untrusted bytes: None when absent."""
+    """The largest object count `data`'s last cross-reference section declares: its /Size,
+    found near where the file's startxref points or in its last bytes (a classic trailer),
+    or the extent of the xref table there (first + count of its first subsection). A
+    linearized file's startxref points to its first-page table, whose trailer may lie past
+    the window, and the main trailer in its last bytes counts only its own section's
+    objects (qpdf writes /Size 4 for a file of 4,009): the largest hint counts. A hint
+    only, from untrusted bytes: None when absent."""
     tail = bytes(data[-_TAIL_BYTES:])
     where = [int(m.group(1)) for m in _STARTXREF.finditer(tail)]
     regions = [tail]
+    hints = []
     if where and where[-1] < len(data):
-        regions.insert(0, bytes(data[where[-1]:where[-1] + _TAIL_BYTES]))
+        section = bytes(data[where[-1]:where[-1] + _TAIL_BYTES])
+        regions.insert(0, section)
+        table = _XREF_TABLE.match(section)
+        if table:
+            hints.append(int(table.group(1)) + int(table.group(2)))
     for region in regions:
         sizes = [int(m.group(1)) for m in _SIZE.finditer(region)]
-        if sizes and sizes[-1] > 0:
-            return sizes[-1]
-    return None
+        if sizes:
+            hints.append(sizes[-1])
+    return max((hint for hint in hints if hint > 0), default=None)
 
 
 class InPlaceReader(io.RawIOBase):
