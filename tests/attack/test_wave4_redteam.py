@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import functools
 import io
 import re
 
@@ -44,6 +45,7 @@ def _padded_to(data: bytes, size: int) -> bytes:
     return data[:header_end] + b"%" + b"x" * (pad - 2) + b"\n" + data[header_end:]
 
 
+@functools.cache
 def _hostile_hints() -> dict[str, bytes]:
     image = image_document(3)                      # ~2.9 MB in a dozen objects: in place
     body = image[:image.rindex(b"startxref")]
@@ -69,12 +71,30 @@ def _hostile_hints() -> dict[str, bytes]:
     }
 
 
-_HINTS = _hostile_hints()
+#: Named at collection; built (2 s of JPEG noise) only when a test runs.
+_HINT_NAMES = (
+    "/Size 0",
+    "/Size -5",
+    "/Size of 21 digits",
+    "/Size 000000000000001",
+    "startxref past the end",
+    "startxref over 64 bits",
+    "startxref into the middle",
+    "startxref at the very end",
+    "300 startxrefs",
+    "a /Size in a comment only",
+    "no xref, /Size 1 (rebuilt)",
+    "truncated mid-object",
+    "one byte below the threshold",
+    "exactly the threshold",
+    "threshold, /Size 1",
+)
 
 
-@pytest.mark.parametrize("name", sorted(_HINTS))
+@pytest.mark.parametrize("name", _HINT_NAMES)
 def test_hostile_size_hints_give_qpdf_what_a_copy_gives(name):
-    data = _HINTS[name]
+    assert sorted(_hostile_hints()) == sorted(_HINT_NAMES)
+    data = _hostile_hints()[name]
     view = memoryview(data)
     declared_objects(view)                          # never raises on hostile bytes
     source = pdf_source(view)
@@ -172,9 +192,17 @@ def test_a_document_lying_about_its_size_comes_through_the_server(server):
 @pytest.mark.parametrize("name", ["startxref over 64 bits", "truncated mid-object",
                                   "/Size of 21 digits", "300 startxrefs"])
 def test_hostile_hints_cost_a_4xx_or_succeed_never_a_5xx(server, name):
-    reply = server.post("info", [_HINTS[name]])
+    reply = server.post("info", [_hostile_hints()[name]])
     assert reply.status < 500, reply.body[:300]
     assert reply.status == 200 or reply.problem_type is not None
+
+
+def test_a_hostile_second_input_read_in_place_costs_a_4xx(server):
+    honest = image_document(3)
+    reply = server.post("merge", [honest, _hostile_hints()["startxref over 64 bits"]])
+    assert 400 <= reply.status < 500 and reply.problem_type is not None, reply.body[:300]
+    rebuilt = server.post("merge", [honest, _hostile_hints()["no xref, /Size 1 (rebuilt)"]])
+    assert rebuilt.status < 500, rebuilt.body[:300]
 
 
 # -- 2. the /ID patched in place --------------------------------------------------------------
