@@ -3,8 +3,8 @@
 Runs in the caller's process (e.g. the aiohttp server's event loop). The fork server is a
 separate, clean interpreter started with an EMPTY environment but glibc's malloc tunable
 of sandbox.hugepages (nothing of the caller's secrets reaches it or its children) and the
-caller's sys.path; it is restarted when it
-dies. All state lives on the event loop thread: no locks, no threads.
+caller's sys.path; it is restarted when it dies. All state lives on the event loop
+thread: no locks, no threads.
 
 Params travel to the child in a sealed memfd (the fork server never decodes them), and an
 ok job's outputs come back in one memfd whose length table (sandbox.trailer) is read and
@@ -149,8 +149,8 @@ class Sandbox:
         # exec'd, never a bare fork of this process: it may have threads and secrets.
         self._proc = subprocess.Popen(
             [sys.executable, "-I", "-c", _BOOT.format(path=list(sys.path), fd=theirs.fileno())],
-            pass_fds=[theirs.fileno()], env=dict(hugepages.ENVIRONMENT), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, close_fds=True, cwd="/")
+            pass_fds=[theirs.fileno()], env=dict(hugepages.ENVIRONMENT),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True, cwd="/")
         theirs.close()
         self._sock = ours
         protocol.send(ours, {"entry": self.entry, "warmup": self.warmup, "canary": self.canary,

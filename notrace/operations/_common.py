@@ -39,8 +39,8 @@ SNIFF_BYTES = 1024
 #: Inputs from this size on may be read where they lie (see pdf_source); a smaller copy
 #: costs a child under a millisecond.
 IN_PLACE_FROM_BYTES = 1 << 20
-#: ... when their objects average at least this many bytes (the hint: the /Size of their
-#: last cross-reference section). Measured in children forked after the canary, as the
+#: ... when their objects average at least this many bytes (the hint: declared_objects,
+#: from their last cross-reference section). Measured in children forked after the canary, as the
 #: sandbox's are (2026-12-01, loaded 2-core machine; CPU times): a 10 MB document of ten
 #: JPEG images (4 objects a page, 300 KB an object) opens in 1.9 ms read in place, 11.4
 #: copied (the copy's 3,000 page faults of fresh memory), and merges two of them in 32

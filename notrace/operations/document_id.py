@@ -42,13 +42,16 @@ hashlib.sha1(b"", usedforsecurity=False)   # OpenSSL's digest fetched before con
 def save_with_content_id(pdf: pikepdf.Pdf, **options: Any) -> bytes:
     """`pdf` saved with `options` (no encryption, no linearization) and an /ID derived from
     its bytes (module doc)."""
-    out = io.BytesIO()
-    pdf.save(out, static_id=True, **options)
     # An input whose first ID is the constant itself: qpdf keeps it, and in the bytes it
-    # cannot be told from a new document's (both elements ours), so qpdf's way is taken.
-    if _first_id(pdf) == _STATIC_BYTES or not _patch_id(out.getbuffer()):
+    # cannot be told from a new document's (both elements ours), so qpdf's way is taken
+    # (asked before saving: the static save would be thrown away).
+    if _first_id(pdf) != _STATIC_BYTES:
         out = io.BytesIO()
-        pdf.save(out, deterministic_id=True, **options)
+        pdf.save(out, static_id=True, **options)
+        if _patch_id(out.getbuffer()):
+            return out.getvalue()
+    out = io.BytesIO()
+    pdf.save(out, deterministic_id=True, **options)
     return out.getvalue()
 
 
