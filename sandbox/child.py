@@ -29,7 +29,7 @@ import socket
 import time
 from typing import Callable, NoReturn
 
-from sandbox import protocol, trailer
+from sandbox import inputs, protocol, trailer
 from sandbox.layers import confine
 from sandbox.layers.base import ChildContext
 from sandbox.layers.rlimits import current_vm_bytes, tighten_for_job
@@ -115,6 +115,7 @@ def _run_canary(entry: Callable, fds: tuple[int, ...], output_fd: int, limits: L
         {"type": "job", "inputs": len(fds) - 1, "limits": limits.to_dict(), "timings": True}))
     report = _run_job(entry, header, list(fds), output_fd, limits, baseline_vm_bytes,
                       {"child_woke": time.monotonic()})
+    inputs.release()                          # the job's inputs are other files
     protocol.encode(dict(report, type="report", usage=_usage()))
     if report["status"] != "ok":
         raise RuntimeError(f"the canary job ended {report['status']}")
@@ -132,8 +133,9 @@ def _run_job(entry: Callable, job: dict, fds: list[int], output_fd: int, limits:
              held: list | None = None) -> dict:
     """Run the entry on the job's inputs and write its outputs; return the report.
 
-    fds: the inputs, then the sealed params memfd (JSON, decoded only here); all closed
-    here. output_fd: the child's output memfd.
+    fds: the inputs, then the sealed params memfd (JSON, decoded only here): the params'
+    closed here, the inputs' kept for the entry (sandbox.inputs) until the child exits.
+    output_fd: the child's output memfd.
     stamps: None, or sandbox.timings' dict this adds the entry's and outputs' times to.
     held: None, or a list this appends the input views and the outputs to, so that they
     are not freed before the report (see main).
@@ -149,9 +151,7 @@ def _run_job(entry: Callable, job: dict, fds: list[int], output_fd: int, limits:
         if held is not None:
             held.append(views)
         for fd in input_fds:
-            views.append(_map_input(fd))
-            os.close(fd)                      # mmap keeps its own dup: close ours at once,
-                                              # or 64 inputs would need 128 fds
+            views.append(inputs.map_input(fd))   # its fd stays open (sandbox.inputs)
         params = _read_params(params_fd)
         if stamps is not None:
             stamps["entry_started"] = time.monotonic()
@@ -171,13 +171,6 @@ def _run_job(entry: Callable, job: dict, fds: list[int], output_fd: int, limits:
         if any(word in text for word in _MEMORY_WORDS):
             return {"status": "memory"}
         return {"status": "error", "error": text}
-
-
-def _map_input(fd: int) -> memoryview:
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return memoryview(b"")
-    return memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ))
 
 
 def _read_params(fd: int) -> dict:

@@ -24,6 +24,7 @@ from notrace.operations.boxes import Box, has_area
 from notrace.operations.document_id import save_with_content_id
 from notrace.operations.formats import SNIFF_BYTES as FORMAT_BYTES, sniff
 from notrace.operations.problems import Problem
+from sandbox import inputs as job_inputs
 
 #: Exceptions that mean a bug of ours or of the confinement (an import or file open after
 #: confinement), never a bad document: they propagate, so the job shows as a crash (5xx).
@@ -166,8 +167,8 @@ def open_pdf(data: memoryview | OpenDocument, *, password: str | None, max_pages
     if sniff(bytes(data[:FORMAT_BYTES])) not in (None, PDF):
         raise Problem("not_a_pdf", f"{label} is another kind of file, not a PDF")
     try:
-        pdf = pikepdf.open(pdf_source(data), password=password or "",
-                           access_mode=pikepdf.AccessMode.stream)
+        source = pdf_source(data)
+        pdf = pikepdf.open(source, password=password or "", access_mode=source_mode(source))
     except pikepdf.PasswordError:
         if password:
             raise Problem("password_wrong", f"the password does not open {label}") from None
@@ -190,16 +191,28 @@ def open_pdf(data: memoryview | OpenDocument, *, password: str | None, max_pages
 
 
 def pdf_source(data: memoryview) -> io.RawIOBase | io.BytesIO:
-    """What pikepdf reads an input from: a copy (io.BytesIO, whose reads are C calls), or
-    for a big input of big objects (images) an InPlaceReader over the input's own
-    mapping, which copies nothing but pays a Python call for every seek and read qpdf
-    makes (many per object). Both give qpdf the same bytes: the choice, made from a hint
-    in untrusted bytes, decides only how fast it reads them."""
+    """What pikepdf reads an input from: for a big input of big objects (images) an
+    InPlaceReader over the input's own mapping, which copies nothing but pays a Python
+    call for every seek and read qpdf makes (many per object, few objects); else, for a
+    job input (sandbox.inputs), its read-only memfd, which qpdf maps and reads as memory
+    (open with pikepdf.AccessMode.mmap: source_mode); else a copy (io.BytesIO, whose reads
+    are C calls). All give qpdf the same bytes: the choice, made from a hint in untrusted
+    bytes, decides only how fast it reads them. The mapping and the copy add the input's
+    size to the address space alike; the in-place reader adds nothing."""
     if len(data) >= IN_PLACE_FROM_BYTES:
         objects = declared_objects(data)
         if objects and len(data) // objects >= IN_PLACE_BYTES_PER_OBJECT:
             return InPlaceReader(data)
+    fd = job_inputs.fileno(data)
+    if fd is not None:
+        return io.FileIO(fd, "rb", closefd=False)
     return io.BytesIO(data)
+
+
+def source_mode(source: io.RawIOBase | io.BytesIO) -> pikepdf.AccessMode:
+    """How pikepdf.open reads pdf_source's answer: mapped when it is a file."""
+    return pikepdf.AccessMode.mmap if isinstance(source, io.FileIO) else \
+        pikepdf.AccessMode.stream
 
 
 def declared_objects(data: memoryview) -> int | None:

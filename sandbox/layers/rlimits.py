@@ -19,7 +19,9 @@ MAX_JOB_FDS = 64
 #: Headroom above the job's fds: stdio, job channel, stderr pipe, output memfds, and what
 #: the libraries open on already-open fds (dup).
 _FD_HEADROOM = 32
-NOFILE = MAX_JOB_FDS + _FD_HEADROOM
+#: Each input holds three fds at most: its own (kept for the entry, sandbox.inputs), its
+#: mapping's dup, and the dup of a library's own mapping of it (pikepdf's mmap access).
+NOFILE = 3 * MAX_JOB_FDS + _FD_HEADROOM
 
 _MIB = 1 << 20
 

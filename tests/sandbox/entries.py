@@ -328,3 +328,29 @@ def check_heap(inputs, params):
     intact = len(big_heap) == 32_000 and all(
         item == bytearray([i % 251]) * 1000 for i, item in enumerate(big_heap))
     return [b"intact" if intact else b"changed"]
+
+
+def input_files(inputs, params):
+    """What sandbox.inputs gives this job for each input (and for views that are none)."""
+    import errno
+
+    from sandbox import inputs as job_inputs
+    seen = []
+    for view in inputs:
+        fd = job_inputs.fileno(view)
+        entry = {"fd": fd is not None,
+                 "slice_fd": len(view) > 1 and job_inputs.fileno(view[1:]) is not None}
+        if fd is not None:
+            entry["reads_the_same"] = os.pread(fd, len(view) + 16, 0) == bytes(view)
+            import fcntl
+            entry["sealed"] = bool(fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_WRITE)
+            try:
+                os.pwrite(fd, b"x", 0)
+                entry["write"] = "wrote"
+            except OSError as exc:
+                entry["write"] = errno.errorcode.get(exc.errno, str(exc.errno))
+        seen.append(entry)
+    return [json.dumps({"inputs": seen, "known": len(job_inputs._FILES),
+                        "after_canary": bool(canary_seen),
+                        "copy_fd": job_inputs.fileno(memoryview(bytes(inputs[0])))
+                        if inputs else None}).encode()]
