@@ -3,6 +3,10 @@
   /inproc/{op}  (a) pikepdf called in the server process: the unsafe ceiling
   /qpdf/{op}    (b) Debian's `qpdf` CLI spawned per request (files in a private tmpfs dir)
   /exec/{op}    (c) a fresh `python` process per request that imports pikepdf
+  /qpdf-args    the `qpdf` CLI with the arguments of the request's `args` part (a JSON
+                list; IN0, IN1, ... name the uploaded files, OUT the output file, OUT-PREFIX
+                split's): bench.qpdf_bench's "qpdf behind HTTP". It answers qpdf's stdout
+                when there is no output file, else the output files one after the other.
 
 Each route takes the same multipart upload as notrace (parts named `file`) and answers
 the same kind of body. Ops: merge, info, compress.
@@ -100,6 +104,40 @@ async def qpdf(request: web.Request) -> web.Response:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+async def qpdf_args(request: web.Request) -> web.Response:
+    inputs, args = [], None
+    async for part in await request.multipart():
+        if part.name == "file":
+            inputs.append(bytes(await part.read()))
+        elif part.name == "args":
+            args = json.loads(await part.text())
+    if not isinstance(args, list):
+        raise web.HTTPBadRequest(text="an `args` part (a JSON list) is needed")
+    workdir = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        names = {"OUT": os.path.join(workdir, "out.pdf"),
+                 "OUT-PREFIX": os.path.join(workdir, "part.pdf")}
+        for i, data in enumerate(inputs):
+            names[f"IN{i}"] = os.path.join(workdir, f"in{i}.pdf")
+            with open(names[f"IN{i}"], "wb") as f:
+                f.write(data)
+        proc = await asyncio.create_subprocess_exec(
+            "qpdf", *(names.get(arg, arg) for arg in args), stdout=asyncio.subprocess.PIPE)
+        stdout, _ = await proc.communicate()
+        if proc.returncode not in (0, 3):          # 3: succeeded with warnings
+            raise web.HTTPUnprocessableEntity(text=f"qpdf exited {proc.returncode}")
+        outputs = sorted(name for name in os.listdir(workdir) if not name.startswith("in"))
+        if not outputs:
+            return web.Response(body=stdout)
+        body = bytearray()
+        for name in outputs:
+            with open(os.path.join(workdir, name), "rb") as f:
+                body += f.read()
+        return web.Response(body=bytes(body))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 async def fresh_exec(request: web.Request) -> web.Response:
     op = request.match_info["op"]
     inputs = await _inputs(request)
@@ -117,6 +155,7 @@ def make_app() -> web.Application:
     app.router.add_post("/inproc/{op}", inproc)
     app.router.add_post("/qpdf/{op}", qpdf)
     app.router.add_post("/exec/{op}", fresh_exec)
+    app.router.add_post("/qpdf-args", qpdf_args)
     return app
 
 

@@ -19,6 +19,13 @@ uses (`--deterministic-id`: notrace's /ID is derived from the content too). The 
 interleaved run by run so that load on the machine hits both alike; the table gives the
 median (p50) of the runs. Needs Debian's qpdf: `apt-get install -y qpdf`.
 
+"qpdf behind HTTP" is the same qpdf command served the ordinary way: a plain aiohttp
+server (bench.baselines' /qpdf-args: no sandbox, no checks) that reads the same multipart
+upload, writes it to /dev/shm, runs the CLI and answers its output, over the same kind
+of keep-alive connection, interleaved with the other two. It is what carrying the
+document over HTTP costs any service, and the fair floor for notrace's own column: the
+CLI column reads its input from a local file.
+
     .venv/bin/python -m bench.qpdf_bench [--runs 15] [--quick] [--out bench/results/qpdf.md]
         [--only images] [--only merge] ...
 
@@ -42,7 +49,7 @@ import time
 
 import pikepdf
 
-from bench.http_bench import heavy_pdf
+from bench.http_bench import free_port, heavy_pdf
 from bench.pipeline_bench import image_pdf
 from bench.text_bench import book_pdf
 from tests.service.server import Server, multipart
@@ -114,9 +121,10 @@ class Client:
     def __init__(self, port: int) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
 
-    def post(self, operation: str, body: bytes, content_type: str) -> tuple[float, int]:
+    def post(self, operation: str, body: bytes, content_type: str,
+             prefix: str = "/api/v1/") -> tuple[float, int]:
         start = time.perf_counter()
-        self.conn.request("POST", f"/api/v1/{operation}", body=body,
+        self.conn.request("POST", f"{prefix}{operation}", body=body,
                           headers={"Content-Type": content_type})
         response = self.conn.getresponse()
         data = response.read()
@@ -143,7 +151,22 @@ def job_walls(server: Server, since: int) -> list[float]:
     return [r["job_wall_s"] for r in records if "job_wall_s" in r]
 
 
-def measure(server: Server, client: Client, rows: list[tuple], runs: int) -> list[dict]:
+def served_args(qpdf_args: list[str], files: list[str], work: str) -> list[str]:
+    """qpdf_args for bench.baselines' /qpdf-args: the k-th input path named INk (merge
+    names the same file twice: two uploads), our output paths OUT and OUT-PREFIX."""
+    served, uploads = [], iter(range(len(files)))
+    for arg in qpdf_args:
+        if arg in files:
+            served.append(f"IN{next(uploads)}")
+        elif arg.startswith(work):
+            served.append(_shown(arg, work))
+        else:
+            served.append(arg)
+    return served
+
+
+def measure(server: Server, client: Client, behind: Client, rows: list[tuple], runs: int,
+            work: str) -> list[dict]:
     results = []
     for operation, label, files, params, qpdf_args in rows:
         endpoint = operation.split(" ")[0]
@@ -152,21 +175,47 @@ def measure(server: Server, client: Client, rows: list[tuple], runs: int) -> lis
             with open(path, "rb") as f:
                 datas.append(f.read())
         body, content_type = multipart(datas, params)
+        served, served_type = multipart(datas, {"args": json.dumps(
+            served_args(qpdf_args, files, work))})
         client.post(endpoint, body, content_type)  # warm: the first of a kind
         run_qpdf(qpdf_args)
-        ours, theirs, size = [], [], 0
+        behind.post("qpdf-args", served, served_type, prefix="/")
+        ours, theirs, served_times, size = [], [], [], 0
         since = len(server.lines)
         for _ in range(runs):
             elapsed, size = client.post(endpoint, body, content_type)
             ours.append(elapsed)
             theirs.append(run_qpdf(qpdf_args))
+            served_times.append(behind.post("qpdf-args", served, served_type, prefix="/")[0])
         walls = job_walls(server, since)
         results.append({"operation": operation, "document": label,
                         "notrace": statistics.median(ours) * 1000,
                         "child": statistics.median(walls) * 1000 if walls else float("nan"),
                         "qpdf": statistics.median(theirs) * 1000,
+                        "served": statistics.median(served_times) * 1000,
                         "answer_kb": size / 1000, "qpdf_args": qpdf_args})
     return results
+
+
+def start_baseline() -> tuple[subprocess.Popen, int]:
+    """bench.baselines on a free loopback port, once it answers."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.baselines", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/")
+            conn.getresponse().read()             # 404: it has no route there, but it is up
+            conn.close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("bench.baselines did not come up")
 
 
 def _shown(arg: str, work: str) -> str:
@@ -189,16 +238,21 @@ def main() -> None:
     runs = 3 if args.quick else args.runs
     work = tempfile.mkdtemp(prefix="notrace-qpdf-bench-", dir="/dev/shm")
     load_before = os.getloadavg()
-    server = None
+    server = baseline = None
     try:
         docs, pages = make_documents(work)
         server = Server({"NOTRACE_LOG_LEVEL": "info"}).start()
+        baseline, baseline_port = start_baseline()
         rows = [row for row in workloads(docs, work, pages)
                 if not args.only or any(w in row[0] or w in row[1] for w in args.only)]
-        results = measure(server, Client(server.port), rows, runs)
+        results = measure(server, Client(server.port), Client(baseline_port), rows, runs,
+                          work)
     finally:
         if server is not None:
             server.stop()
+        if baseline is not None:
+            baseline.terminate()
+            baseline.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
     lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux "
              f"{platform.release()}, Python {platform.python_version()}, pikepdf "
@@ -207,11 +261,13 @@ def main() -> None:
              f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after; command: "
              f"`.venv/bin/python -m bench.qpdf_bench{' --quick' if args.quick else ''}`", "",
              "| operation | document | notrace HTTP p50 ms | of which the job in its child | "
-             "qpdf CLI p50 ms | ratio | qpdf command |", "|---|---|---|---|---|---|---|"]
+             "qpdf CLI p50 ms | ratio | qpdf behind HTTP p50 ms | ratio to it | qpdf command |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         command = " ".join(_shown(a, work) for a in r["qpdf_args"])
         lines.append(f"| {r['operation']} | {r['document']} | {r['notrace']:.1f} | "
                      f"{r['child']:.1f} | {r['qpdf']:.1f} | {r['notrace'] / r['qpdf']:.2f}x | "
+                     f"{r['served']:.1f} | {r['notrace'] / r['served']:.2f}x | "
                      f"`qpdf {command}` |")
     text = "\n".join(lines) + "\n"
     print(text)
