@@ -24,6 +24,7 @@ import os
 import selectors
 import signal
 import socket
+import sys
 from typing import Callable, NoReturn
 
 from sandbox import protocol
@@ -94,7 +95,7 @@ class Spawner:
             protocol.close_all([stderr_r, stderr_w])
             raise
         try:
-            pid = os.fork()
+            pid = _sys.fork_without_python_hooks()      # single-threaded: see its doc
         except OSError:
             parent_chan.close()
             child_chan.close()
@@ -103,6 +104,7 @@ class Spawner:
             raise
         if pid == 0:                                 # the child: never returns
             try:
+                _reseed_random()
                 parent_chan.close()
                 os.close(stderr_r)
                 self.become_child(child_chan, stderr_w, output.fileno())
@@ -156,6 +158,15 @@ class Spawner:
         for pid in list(self.pidfds):
             os.waitpid(pid, 0)                       # SIGKILLed: returns promptly
             os.close(self.pidfds.pop(pid))
+
+
+def _reseed_random() -> None:
+    """The one at-fork hook a child needs (os.fork would run it): `random` reseeded from
+    the kernel, so that no two children share a sequence (nothing of ours draws from it,
+    but an entry might). Not imported, nothing to reseed."""
+    module = sys.modules.get("random")
+    if module is not None:
+        module.seed()
 
 
 def start(become_child: Callable[[socket.socket, int, int], NoReturn],

@@ -354,3 +354,20 @@ def input_files(inputs, params):
                         "after_canary": bool(canary_seen),
                         "copy_fd": job_inputs.fileno(memoryview(bytes(inputs[0])))
                         if inputs else None}).encode()]
+
+
+def fork_facts(inputs, params):
+    """What a child forked without os.fork's hooks (sandbox.spawner) sees of Python's
+    per-process state: its own random sequence, itself as the main thread, threads that
+    start and join."""
+    import random
+
+    box = []
+    worker = threading.Thread(target=lambda: box.append(threading.get_ident()))
+    worker.start()
+    worker.join(5)
+    return [json.dumps({"random": random.random(), "pid": os.getpid(),
+                        "main": threading.current_thread() is threading.main_thread(),
+                        "ident": threading.get_ident() == threading.main_thread().ident,
+                        "thread_ran": len(box) == 1 and box[0] != threading.get_ident(),
+                        "threads_after": threading.active_count()}).encode()]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -201,3 +202,14 @@ async def test_warm_up_leaking_a_file_fd_is_refused():
         async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=1,
                            warmup="tests.sandbox.entries:open_fd_warm_up"):
             pass
+
+
+def test_children_forked_without_pythons_hooks_have_their_own_process_state(sb):
+    # sandbox.spawner forks with fork_without_python_hooks: no os.register_at_fork hook
+    # runs, so it reseeds `random` itself and relies on being single-threaded.
+    seen = [json.loads(run(sb, "fork_facts").outputs[0]) for _ in range(4)]
+    assert len({facts["pid"] for facts in seen}) == 4
+    assert len({facts["random"] for facts in seen}) == 4, seen   # no shared sequence
+    for facts in seen:
+        assert facts["main"] and facts["ident"] and facts["thread_ran"], facts
+        assert facts["threads_after"] == 1, facts
