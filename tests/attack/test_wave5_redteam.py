@@ -143,14 +143,19 @@ def test_a_merge_of_the_most_inputs_all_mapped_fits_the_descriptor_limit(sb):
     assert fds["open_fds"] <= NOFILE - 8, fds      # headroom left after 64 mapped inputs
 
 
-def test_a_pipeline_over_mapped_inputs_answers_as_in_process(sb):
-    pdfs = [sample_pdf(n) for n in (3, 1, 4, 1, 5)]
-    steps = [{"operation": "merge"}, {"operation": "rotate", "params": {"angle": 90}},
-             {"operation": "delete", "params": {"pages": "2"}}, {"operation": "info"}]
+@pytest.mark.parametrize("steps", [
+    [{"operation": "merge"}, {"operation": "rotate", "params": {"angle": 90}},
+     {"operation": "delete", "params": {"pages": "2"}}, {"operation": "info"}],
+    [{"operation": "merge"}, {"operation": "compress"}, {"operation": "text"}],
+], ids=["merge-rotate-delete-info", "merge-compress-text"])
+def test_a_pipeline_over_the_most_mapped_inputs_answers_as_in_process(sb, steps):
+    most = OPERATIONS["merge"].inputs.max                   # what the service lets through
+    pdfs = [sample_pdf(1 + n % 4) for n in range(most)]
     job = pipeline.parse(json.dumps(steps), len(pdfs)).job_params(1000)
-    mapped = _ok(sb.run_sync(pdfs, {"do": "notrace_run", "job": job}))[:-1]
+    mapped = _ok(sb.run_sync(pdfs, {"do": "notrace_run", "job": job}))
     local = in_process([memoryview(p) for p in pdfs], job)
-    assert _answer(mapped) == _answer(local) and _answer(mapped)[0] == "ok"
+    assert _answer(mapped[:-1]) == _answer(local) and _answer(local)[0] == "ok"
+    assert json.loads(bytes(mapped[-1]))["open_fds"] <= NOFILE - 8
 
 
 @functools.cache
@@ -227,10 +232,17 @@ def test_bare_forked_children_have_working_threads_logging_and_their_own_randomn
         assert facts["threads_after"] == 1, facts
 
 
-def test_a_cpu_spinning_bare_forked_child_still_ends_at_its_cpu_limit(sb):
+@pytest.mark.parametrize("do", ["spin", "spin_in_threads"])
+def test_a_cpu_spinning_bare_forked_child_still_ends_at_its_cpu_limit(sb, do):
     limits = Limits(memory_mb=256, cpu_s=1, wall_s=10, output_mb=8)
     started = time.monotonic()
-    result = sb.run_sync([], {"do": "spin"}, limits)
+    result = sb.run_sync([], {"do": do}, limits)
     assert result.status == "cpu", result
     assert time.monotonic() - started < 8
+    assert _ok(sb.run_sync([b"after"], {"do": "input_files"}))
+
+
+def test_a_crash_in_a_bare_forked_childs_thread_is_that_jobs_crash_only(sb):
+    result = sb.run_sync([b"x"], {"do": "segfault_in_thread"})
+    assert result.status == "crashed" and result.signal == 11, result
     assert _ok(sb.run_sync([b"after"], {"do": "input_files"}))

@@ -6,6 +6,7 @@ tempfile names, signal state)."""
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import concurrent.futures.thread  # noqa: F401  (imported lazily by the pool)
 import errno
 import fcntl
@@ -165,8 +166,30 @@ def bare_fork_facts(inputs, params):
     }).encode()]
 
 
+def spin_in_threads(inputs, params):
+    """Burn CPU in four threads at once until the CPU limit ends the child (SIGXCPU goes
+    to the process, whichever thread runs)."""
+    def burn():
+        while True:
+            sum(range(10_000))
+    for _ in range(3):
+        threading.Thread(target=burn, daemon=True).start()
+    burn()
+
+
+def segfault_in_thread(inputs, params):
+    """A thread (not the main one) crashes the child."""
+    def crash():
+        ctypes.string_at(0)
+    worker = threading.Thread(target=crash)
+    worker.start()
+    worker.join(5)
+    return [b"survived"]
+
+
 def dispatch(inputs, params):
     own = {"tamper": tamper, "memfd_census": memfd_census, "source_kinds": source_kinds,
-           "notrace_run": notrace_run, "copied_run": copied_run, "bare_fork_facts": bare_fork_facts}
+           "notrace_run": notrace_run, "copied_run": copied_run, "bare_fork_facts": bare_fork_facts,
+           "spin_in_threads": spin_in_threads, "segfault_in_thread": segfault_in_thread}
     handler = own.get(params["do"]) or getattr(sandbox_entries, params["do"])
     return handler(inputs, params)
