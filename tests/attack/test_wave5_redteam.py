@@ -246,3 +246,21 @@ def test_a_crash_in_a_bare_forked_childs_thread_is_that_jobs_crash_only(sb):
     result = sb.run_sync([b"x"], {"do": "segfault_in_thread"})
     assert result.status == "crashed" and result.signal == 11, result
     assert _ok(sb.run_sync([b"after"], {"do": "input_files"}))
+
+
+def test_notraces_own_canary_on_the_mapped_path_leaves_the_job_no_descriptor():
+    # The canary (a merge of two PDFs: pikepdf maps both canary memfds, shared by every
+    # child) runs in an idle child before its job: nothing of it may stay open for the
+    # job (its fds, its mappings' dups, pikepdf's maps), or 64 inputs would not fit.
+    with Sandbox(ENTRY, limits=LIMITS, workers=1, queue=4,
+                 canary="tests.attack.wave5_entries:notrace_canary") as box:
+        box.run_sync([], {"do": "nothing"})
+        for _ in range(20):
+            time.sleep(0.05)
+            census = json.loads(_ok(box.run_sync([b"%PDF-mine"], {"do": "memfd_census"}))[0])
+            if census["after_canary"] >= 2:     # the fork server's run, then this child's
+                break
+        assert census["after_canary"] >= 2, census
+        heads = sorted(m["head"] for m in census["census"] if m["seals"] == 15)
+        assert heads == [b"%PDF-mine".hex()] * 2, census      # the input and its map's dup
+        assert census["registered"] == 1 and census["open_fds"] <= 8, census

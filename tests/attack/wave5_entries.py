@@ -95,7 +95,9 @@ def memfd_census(inputs, params):
     for fd, facts in _memfds().items():
         census.append({**facts, "fd": fd, "input": fd in kept,
                        "head": os.pread(fd, min(facts["size"], 64), 0).hex()})
-    return [json.dumps({"census": census, "registered": len(job_inputs._FILES)}).encode()]
+    return [json.dumps({"census": census, "registered": len(job_inputs._FILES),
+                        "open_fds": sum(1 for fd in range(NOFILE + 8) if _is_open(fd)),
+                        "after_canary": len(_CANARIES)}).encode()]
 
 
 def source_kinds(inputs, params):
@@ -111,10 +113,15 @@ def source_kinds(inputs, params):
     return [json.dumps(kinds).encode()]
 
 
+_CANARIES: list = []     # notrace_canary runs seen in this child (its canary, if it ran)
+
+
 def notrace_run(inputs, params):
     """notrace's own entry, with the fds the child holds counted after it: 64 inputs on
     the mapped path must fit NOFILE."""
     outputs = notrace_entry(inputs, params["job"])
+    if params.get("canary"):
+        _CANARIES.append(1)
     open_fds = sum(1 for fd in range(NOFILE + 8) if _is_open(fd))
     return list(outputs) + [json.dumps({"open_fds": open_fds, "nofile": NOFILE}).encode()]
 
@@ -193,3 +200,11 @@ def dispatch(inputs, params):
            "spin_in_threads": spin_in_threads, "segfault_in_thread": segfault_in_thread}
     handler = own.get(params["do"]) or getattr(sandbox_entries, params["do"])
     return handler(inputs, params)
+
+
+def notrace_canary():
+    """notrace's own canary job (notrace.canary), through notrace_run: the canary takes
+    the mapped path like any job."""
+    from notrace.canary import canary
+    inputs, params = canary()
+    return inputs, {"do": "notrace_run", "job": params, "canary": True}
