@@ -16,7 +16,6 @@ import functools
 import hashlib
 import io
 import json
-import os
 import time
 from pathlib import Path
 
@@ -264,3 +263,26 @@ def test_notraces_own_canary_on_the_mapped_path_leaves_the_job_no_descriptor():
         heads = sorted(m["head"] for m in census["census"] if m["seals"] == 15)
         assert heads == [b"%PDF-mine".hex()] * 2, census      # the input and its map's dup
         assert census["registered"] == 1 and census["open_fds"] <= 8, census
+
+
+def _edge_inputs() -> dict[str, bytes]:
+    base = sample_pdf(3)
+    cases = {"all NULs": b"\0" * 4096, "header and EOF only": b"%PDF-1.7\n%%EOF\n",
+             "two documents back to back": base + base}
+    for size in (1, 5, 1023, 4095, 4096, 4097, 8192, 65536):     # around page boundaries
+        cases[f"header lines, {size} bytes"] = (b"%PDF-1.7\n" * (size // 9 + 1))[:size]
+        if size > len(base):
+            cases[f"NULs after, {size}"] = base + b"\0" * (size - len(base))
+            cases[f"NULs before, {size}"] = b"\0" * (size - len(base)) + base
+    return cases
+
+
+def test_inputs_at_page_boundaries_and_odd_shapes_answer_alike_mapped_and_copied(sb):
+    differ = []
+    for name, data in _edge_inputs().items():
+        job = _job("info")
+        local = _answer(in_process([memoryview(data)], job))
+        mapped = _answer(_ok(sb.run_sync([data], {"do": "notrace_run", "job": job}))[:-1])
+        if mapped != local:
+            differ.append((name, local, mapped))
+    assert not differ, differ
