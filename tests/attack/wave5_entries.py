@@ -57,10 +57,11 @@ def _memfds() -> dict[int, dict]:
 
 
 def tamper(inputs, params):
-    """Try every way to change each input's kept memfd, and every other memfd this child
-    holds but its output: write, grow, shrink, punch, map writable, reseal, reopen
-    read-write, chmod; then leave every one's file offset far from 0 (an open file
-    description is shared by all its holders). Report what each attempt did."""
+    """Try the ways params["tries"] names to change every memfd this child holds (its
+    inputs' kept fds, their mappings' dups, its output): write, grow, shrink, allocate,
+    map writable, reseal, reopen read-write, chmod (the tries run now, in this
+    iteration); then leave every one's file offset far from 0 (an open file description
+    is shared by all its holders). Report what each attempt did."""
     kept = {job_inputs.fileno(view) for view in inputs} - {None}
     seen = {}
     for fd, facts in _memfds().items():
@@ -71,12 +72,13 @@ def tamper(inputs, params):
             "shrink": lambda: _attempt(lambda: os.ftruncate(fd, 0)),
             "grow": lambda: _attempt(lambda: os.ftruncate(fd, size + 4096)),
             "fallocate": lambda: _attempt(lambda: os.posix_fallocate(fd, 0, size + 4096)),
-            "map_shared_write": lambda: _attempt(lambda: mmap.mmap(fd, size or 1, mmap.MAP_SHARED,
-                                                           mmap.PROT_READ | mmap.PROT_WRITE)),
-            "reopen_rw": lambda: _attempt(lambda: os.close(os.open(f"/proc/self/fd/{fd}", os.O_RDWR))),
+            "map_shared_write": lambda: _attempt(lambda: mmap.mmap(
+                fd, size or 1, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)),
+            "reopen_rw": lambda: _attempt(lambda: os.close(
+                os.open(f"/proc/self/fd/{fd}", os.O_RDWR))),
             "fchmod": lambda: _attempt(lambda: os.fchmod(fd, 0o666)),
-            "add_seal_seal": lambda: _attempt(lambda: fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
-                                                          fcntl.F_SEAL_SEAL)),
+            "add_seal_seal": lambda: _attempt(lambda: fcntl.fcntl(
+                fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL)),
         }
         tries = {name: tries[name]() for name in params["tries"]}
         _attempt(lambda: os.lseek(fd, (size or 1) * 7 + 12345, os.SEEK_SET))
