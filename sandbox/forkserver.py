@@ -521,10 +521,20 @@ class ForkServer:
         jobs, then end the spawner."""
         for child in self.children.values():
             self.kill(child, "shutdown")
+        # Only the spawner's news now. (The loop's selector also watches the control
+        # socket, whose unread bytes made this wait spin until its deadline, and children
+        # adopted in it, forked before the spawner heard of the shutdown, were never
+        # killed: a close took the caller's whole 3 s grace, measured 3 in 4.)
         deadline = time.monotonic() + 5.0
+        news = selectors.DefaultSelector()
+        news.register(self.spawner, selectors.EVENT_READ)
         while self.children and time.monotonic() < deadline:
-            if self.selector.select(0.1):
+            if news.select(0.1):
                 self.on_spawner()
+                for child in self.children.values():
+                    if not child.killed:                 # adopted while closing
+                        self.kill(child, "shutdown")
+        news.close()
         for child in list(self.children.values()):   # the spawner never told: answer anyway
             if child.job is not None:
                 with contextlib.suppress(Exception):

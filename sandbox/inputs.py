@@ -5,8 +5,10 @@ a memoryview of a read-only mapping of its sealed memfd. Some libraries read a f
 fastest by mapping it themselves, from a descriptor (pikepdf's AccessMode.mmap: qpdf
 then reads memory directly, instead of calling back into Python for every read of a
 stream object: a 500-page text PDF's info took 3.1 ms of CPU that way against 6.7 from
-an io.BytesIO copy, measured in-process): fileno(view) gives that descriptor. It is open
-read-only on a memfd sealed against writing, the one the child was handed; it stays open
+an io.BytesIO copy, measured in-process): fileno(view) gives that descriptor, the one
+the child was handed. Its open mode is read-write (memfds are made so), but the memfd is
+sealed against writing, growing, shrinking and new seals, and the child may grow no file
+(RLIMIT_FSIZE 0) nor truncate one (seccomp): nobody can change its bytes. It stays open
 until the child exits, so each input holds two descriptors (its own and its mapping's
 dup), plus one more for each mapping a library makes (sandbox.layers.rlimits' NOFILE
 counts three).

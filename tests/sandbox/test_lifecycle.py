@@ -213,3 +213,16 @@ def test_children_forked_without_pythons_hooks_have_their_own_process_state(sb):
     for facts in seen:
         assert facts["main"] and facts["ident"] and facts["thread_ran"], facts
         assert facts["threads_after"] == 1, facts
+
+
+def test_close_right_after_jobs_lets_the_fork_server_exit_by_itself():
+    # Children the spawner forked before it heard of the shutdown used to be adopted
+    # during the fork server's stop() and never killed: it waited for them until the
+    # caller's grace ran out and SIGKILLed it (3 closes in 4, each 3 s).
+    for _ in range(6):
+        sandbox = Sandbox(ENTRY, limits=TEST_LIMITS, workers=3, queue=8)
+        with sandbox:
+            assert run(sandbox, "echo", [b"x"]).ok
+            assert run(sandbox, "echo", [b"y"]).ok
+            proc = sandbox._proc
+        assert proc.returncode == 0, proc.returncode       # not -9: not killed at the end
