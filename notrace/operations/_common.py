@@ -194,7 +194,7 @@ def pdf_source(data: memoryview) -> io.RawIOBase | io.BytesIO:
     """What pikepdf reads an input from: for a big input of big objects (images) an
     InPlaceReader over the input's own mapping, which copies nothing but pays a Python
     call for every seek and read qpdf makes (many per object, few objects); else, for a
-    job input (sandbox.inputs), its read-only memfd, which qpdf maps and reads as memory
+    job input (sandbox.inputs), its sealed memfd, which qpdf maps and reads as memory
     (open with pikepdf.AccessMode.mmap: source_mode); else a copy (io.BytesIO, whose reads
     are C calls). All give qpdf the same bytes: the choice, made from a hint in untrusted
     bytes, decides only how fast it reads them. The mapping and the copy add the input's
