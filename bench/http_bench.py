@@ -24,6 +24,7 @@ import time
 import aiohttp
 import pikepdf
 
+from bench import baselines
 from bench.entries import make_pdf
 
 
@@ -92,17 +93,16 @@ async def main_async(seconds: float) -> list:
     workloads = {"merge 2x50 pages": ("merge", [make_pdf(50)] * 2),
                  "info 500 pages": ("info", [make_pdf(500)]),
                  "compress 10 MB": ("compress", [heavy_pdf(10)])}
-    notrace_port, base_port = free_port(), free_port()
+    notrace_port = free_port()
     env = dict(os.environ, NOTRACE_LOG_LEVEL="warning")
     servers = [
         subprocess.Popen([sys.executable, "-m", "notrace", "serve", "--port", str(notrace_port)],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-m", "bench.baselines", "--port", str(base_port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     rows = []
     try:
+        baseline, base_port = baselines.start()   # waits for its /health
+        servers.append(baseline)
         await wait_up(f"http://127.0.0.1:{notrace_port}/ready")
-        await asyncio.sleep(1.0)                  # the baseline app has no health route
         variants = {"notrace": f"http://127.0.0.1:{notrace_port}/api/v1/{{op}}",
                     "(a) aiohttp + pikepdf in-process": f"http://127.0.0.1:{base_port}/inproc/{{op}}",
                     "(b) qpdf CLI per request": f"http://127.0.0.1:{base_port}/qpdf/{{op}}",

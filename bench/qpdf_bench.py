@@ -49,7 +49,8 @@ import time
 
 import pikepdf
 
-from bench.http_bench import free_port, heavy_pdf
+from bench import baselines
+from bench.http_bench import heavy_pdf
 from bench.pipeline_bench import image_pdf
 from bench.text_bench import book_pdf
 from tests.service.server import Server, multipart
@@ -197,27 +198,6 @@ def measure(server: Server, client: Client, behind: Client, rows: list[tuple], r
     return results
 
 
-def start_baseline() -> tuple[subprocess.Popen, int]:
-    """bench.baselines on a free loopback port, once it answers."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.baselines", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/")
-            conn.getresponse().read()             # 404: it has no route there, but it is up
-            conn.close()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("bench.baselines did not come up")
-
-
 def _shown(arg: str, work: str) -> str:
     """A qpdf argument as the table shows it: IN, OUT or OUT-PREFIX for our files."""
     if not arg.startswith(work):
@@ -242,7 +222,7 @@ def main() -> None:
     try:
         docs, pages = make_documents(work)
         server = Server({"NOTRACE_LOG_LEVEL": "info"}).start()
-        baseline, baseline_port = start_baseline()
+        baseline, baseline_port = baselines.start()
         rows = [row for row in workloads(docs, work, pages)
                 if not args.only or any(w in row[0] or w in row[1] for w in args.only)]
         results = measure(server, Client(server.port), Client(baseline_port), rows, runs,
