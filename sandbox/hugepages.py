@@ -34,7 +34,7 @@ _MIN_FULL = 0.9
 
 #: The fork server's whole environment (sandbox.runner starts it with nothing else):
 #: glibc's malloc then asks for huge pages (MADV_HUGEPAGE) on the memory it takes from the
-#: kernel, so that a child's big buffers (a 10 MB input copied, a 24 MB output) fault in
+#: kernel, so that a child's big buffers (a 24 MB saved document, a page's pixels) fault in
 #: 2 MiB at a time instead of 4 KiB (glibc 2.35+ reads it at start-up; an older one, or a
 #: host without THP, ignores it). Children inherit malloc's setting, not the variable:
 #: the fork server clears its environment.

@@ -38,9 +38,8 @@ def fileno(view: memoryview) -> int | None:
     file holds more than the view), or None for anything else."""
     if not isinstance(view, memoryview):
         return None
-    entry = _FILES.get(id(view.obj))
-    if entry is None or entry[0] is not view.obj or view.nbytes != len(entry[0]) \
-            or not view.contiguous:
+    entry = _FILES.get(id(view.obj))      # the mapping is held: its id is its own
+    if entry is None or view.nbytes != len(entry[0]) or not view.contiguous:
         return None
     return entry[1]
 
