@@ -64,6 +64,7 @@ WARMING, LENT, BUSY, DONE = "warming", "lent", "busy", "done"
 READY_TIMEOUT_S = 10.0        # a child that cannot confine itself in this time is killed
 EXIT_GRACE_S = 2.0            # a child whose job is done but that did not exit by then
 MAX_SETUP_FAILURES = 5        # consecutive children dying before "ready": give up
+DROPPED_BACKOFF_S = 0.25      # no new child for this long after the caller could not take one
 
 #: Why the fork server kills a child, and the crash reason its job then gets.
 KILL_REASONS = {
@@ -73,12 +74,13 @@ KILL_REASONS = {
     "protocol": "sent a message out of turn",
     "invalid": "sent an invalid report",                       # the caller's verdict
     "unlent": "could not be handed to the caller",
+    "dropped": "its descriptors could not be received by the caller",
     "abandoned": "its caller gave up on the job",
     "internal": "the fork server failed while handling it",
     "shutdown": "the sandbox is closing",
 }
 #: Kills the caller may ask for (after it judged the child's report, or lost its line).
-CALLER_KILLS = ("invalid", "unlent", "abandoned")
+CALLER_KILLS = ("invalid", "unlent", "dropped", "abandoned")
 
 
 @dataclasses.dataclass
@@ -122,6 +124,9 @@ class ForkServer:
         self.running = True
         self.announced = False
         self.requested = 0                            # spawns asked of the spawner, not yet come
+        # A caller out of descriptors drops every child lent to it: replacing each at
+        # once made hundreds of children a second for nothing (found by the red team).
+        self.spawn_after = 0.0
         # A child's address space at its start is the spawner's, a copy of ours: measured
         # once here, it is the base its RLIMIT_AS adds the job's memory_mb to.
         self.baseline_vm_bytes = current_vm_bytes()
@@ -181,6 +186,8 @@ class ForkServer:
         wakeups = [c.deadline for c in self.children.values() if c.state in (BUSY, DONE)]
         wakeups += [c.started + READY_TIMEOUT_S for c in self.children.values()
                     if c.state == WARMING]
+        if self.spawn_after > now:
+            wakeups.append(self.spawn_after)
         if not wakeups:
             return 1.0
         return max(0.0, min(min(wakeups) - now, 1.0))
@@ -224,12 +231,16 @@ class ForkServer:
         child.deadline = min(child.deadline or float("inf"), time.monotonic() + EXIT_GRACE_S)
         if kill in CALLER_KILLS:
             self.kill(child, kill)
+        if kill == "dropped":
+            self.spawn_after = time.monotonic() + DROPPED_BACKOFF_S
 
     # --- the children -----------------------------------------------------------------
     def manage_children(self) -> None:
         """Keep `workers` children requested, warming or lent idle, besides the busy ones.
         (Deferring the top-up while a job runs was measured: it costs a quarter of the
         throughput for less CPU contention, a bad trade.)"""
+        if time.monotonic() < self.spawn_after:
+            return                                    # the caller cannot take one now
         warm = self.requested + sum(1 for c in self.children.values()
                                     if c.state in (WARMING, LENT) and not c.killed)
         for _ in range(self.workers - warm):

@@ -154,7 +154,6 @@ class Sandbox:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(self.workers)
-        self._pool = workers.Pool(self._loop)
         await self._spawn()
 
     async def __aenter__(self) -> "Sandbox":
@@ -175,6 +174,7 @@ class Sandbox:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True, cwd="/")
         theirs.close()
         self._sock = ours
+        self._pool = workers.Pool(self._loop)         # its children, none lent yet
         protocol.send(ours, {"entry": self.entry, "warmup": self.warmup, "canary": self.canary,
                              "limits": self.limits.to_dict(), "policy": self.policy.to_dict(),
                              "workers": self.workers, "sys_path": list(sys.path),
@@ -297,9 +297,13 @@ class Sandbox:
         if stamps is not None:
             header["timings"] = True
         for _ in range(HANDOVER_ATTEMPTS):
-            worker = await self._pool.take(WORKER_WAIT_S)
+            pool = self._pool
+            worker = await pool.take(WORKER_WAIT_S)
             if isinstance(worker, Result):
                 return worker                     # the fork server died or was closed
+            if pool.failed:                       # handed over just before it died
+                worker.close()
+                return Result("restarting", reason="the fork server died; retry later")
             if stamps is not None:
                 stamps["worker_found"] = time.monotonic()
             sent = time.monotonic()                   # sending now: the child may wake first
@@ -318,7 +322,7 @@ class Sandbox:
             self._tell({"type": "started", "id": worker.id, "limits": limits.to_dict()})
             self._loop.add_reader(worker.line.fileno(), self._on_line, job)
             return job
-        return Result("crashed", reason="every child given the job was dying")
+        return Result("busy", reason="every child given the job was gone; retry later")
 
     def _on_line(self, job: _Job) -> None:
         """The child's line is readable: its report (checked), or its end."""
@@ -460,7 +464,10 @@ class Sandbox:
         except (KeyError, TypeError, ValueError):
             protocol.close_all(fds or ())
             if type(worker_id) is int:            # unusable here: let it go
-                self._tell({"type": "done", "id": worker_id, "kill": "unlent"})
+                self._tell({"type": "done", "id": worker_id, "kill": "dropped"})
+            if fds is None:                       # we are out of descriptors: not its fault
+                self._pool.refuse_first(Result("busy", reason="out of descriptors "
+                                               "receiving a child for the job"))
             return
         line = socket.socket(fileno=fds[0])
         line.setblocking(False)

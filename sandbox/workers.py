@@ -43,6 +43,7 @@ class Pool:
         self.loop = loop
         self.idle: collections.deque[Worker] = collections.deque()
         self.wanting: collections.deque[asyncio.Future] = collections.deque()
+        self.failed = False            # its fork server is gone: one pool per fork server
 
     def offer(self, worker: Worker) -> bool:
         """A worker just lent: to the first caller waiting (True), else idle (False)."""
@@ -66,10 +67,21 @@ class Pool:
             return await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled() and isinstance(future.result(), Worker):
-                self.idle.appendleft(future.result())     # handed over as we were cancelled
+                if self.failed:                           # its fork server died meanwhile
+                    future.result().close()
+                else:
+                    self.idle.appendleft(future.result())  # handed over as we were cancelled
             raise
         finally:
             timer.cancel()
+
+    def refuse_first(self, result: Result) -> None:
+        """Answer the first caller waiting `result` (the worker meant for it is lost)."""
+        while self.wanting:
+            future = self.wanting.popleft()
+            if not future.done():
+                future.set_result(result)
+                return
 
     def discard(self, worker_id: int) -> bool:
         """Forget an idle worker the fork server says is gone; True if it was idle."""
@@ -81,7 +93,9 @@ class Pool:
         return False
 
     def fail(self, result: Result) -> int:
-        """Close every idle worker, answer every waiter `result`; return the waiters."""
+        """Close every idle worker, answer every waiter `result`; return the waiters. A
+        worker handed to a waiter that has not resumed yet is its to refuse (`failed`)."""
+        self.failed = True
         while self.idle:
             self.idle.popleft().close()
         waiting = 0
