@@ -2,9 +2,13 @@
 
 Runs in its own clean interpreter (started by sandbox.Sandbox, never forked from the
 server), single-threaded. It imports the entry module once, keeps `workers` children
-forked AND confined ahead of time and lends each, once it is ready, to the caller: the
-caller and the child then speak directly on the child's job line (one job, one report),
-and nothing of a job passes through here. What stays here is what a child must not be
+forked AND confined ahead of time and lends each to the caller as soon as it is forked:
+the caller and the child then speak directly on the child's job line (one job, one
+report), and nothing of a job passes through here. A job the caller sends to a child
+still confining itself waits in the line, unread (bytes and descriptors in the socket,
+not in the child), until the child is confined and reads it: when the warm children are
+all taken (jobs back to back), the next job is already at the next child when it is
+ready, with no hop between. What stays here is what a child must not be
 trusted with: the caller says when it started a child's job (with the job's limits), and
 this loop enforces its wall-clock deadline from outside, kills what the caller asks it
 to kill, and tells the caller how each lent child ended, from its wait status (the
@@ -19,15 +23,16 @@ decoded and checked by sandbox.protocol and sandbox.reports; anything else ends 
 child ("protocol"). No exception leaves the loop: each event is handled under a guard
 that, if handling it fails, ends only the child it concerned.
 
-Child states:  (requested) --spawned--> WARMING --ready--> LENT --started--> BUSY
-               BUSY --done--> DONE --exited--> gone
+Child states:  (requested) --spawned--> LENT --started--> BUSY --done--> DONE --exited--> gone
                any state --deadline/kill/shutdown--> killed (SIGKILL by pidfd) --exited--> gone
+               and, apart: not ready --ready--> ready (confined; READY_TIMEOUT_S else killed)
 Messages to the caller: {"type": "ready", "pid", "layers"} once; {"type": "worker", "id",
 "output": {"dev", "ino", "size"}} with fds [job line] per lent child (its output memfd
 stays here and with the child, which sends it with an ok report: the caller knows it by
 its inode, so no other file passes for it); {"type": "ended", "id", "status",
-"reason", "stats", "exit_code", "signal"} when a lent child is gone before its job was
-done; {"type": "fatal", "reason"}. From the caller: {"type": "started", "id", "limits"},
+"reason", "stats", "exit_code", "signal", "unready"} when a lent child is gone before its
+job was done ("unready": it died before it was confined, so it never read a job: the
+caller gives that job to another child); {"type": "fatal", "reason"}. From the caller: {"type": "started", "id", "limits"},
 {"type": "done", "id", "kill": null or one of CALLER_KILLS}, {"type": "shutdown"}. A lent
 child is named by its own serial number, never by its pid (which the kernel recycles).
 """
@@ -60,7 +65,7 @@ from sandbox.outbox import Outbox
 from sandbox.policy import Policy
 from sandbox.result import classify_exit
 
-WARMING, LENT, BUSY, DONE = "warming", "lent", "busy", "done"
+LENT, BUSY, DONE = "lent", "busy", "done"
 READY_TIMEOUT_S = 10.0        # a child that cannot confine itself in this time is killed
 EXIT_GRACE_S = 2.0            # a child whose job is done but that did not exit by then
 MAX_SETUP_FAILURES = 5        # consecutive children dying before "ready": give up
@@ -92,7 +97,8 @@ class Child:
     stderr_fd: int
     line_fd: int                   # the caller's end of its job line, until lent (then -1)
     output_fd: int                 # its output memfd, held until it is reaped
-    state: str = WARMING
+    state: str = LENT
+    ready: bool = False            # it said it is confined (it reads no job before)
     started: float = dataclasses.field(default_factory=time.monotonic)
     limits: Limits | None = None   # its job's, once the caller started one
     job_started: float = 0.0
@@ -185,7 +191,7 @@ class ForkServer:
         now = time.monotonic()
         wakeups = [c.deadline for c in self.children.values() if c.state in (BUSY, DONE)]
         wakeups += [c.started + READY_TIMEOUT_S for c in self.children.values()
-                    if c.state == WARMING]
+                    if not c.ready]
         if self.spawn_after > now:
             wakeups.append(self.spawn_after)
         if not wakeups:
@@ -223,8 +229,6 @@ class ForkServer:
     def job_done(self, child: Child, kill: str | None) -> None:
         """The caller has its job's answer (or gave the child up): nothing it does from
         now on counts, and it has EXIT_GRACE_S to be gone."""
-        if child.state == WARMING:
-            return
         if child.state == LENT:                       # never started: no limits of its own
             child.limits, child.job_started = self.limits, time.monotonic()
         child.state = DONE
@@ -236,13 +240,13 @@ class ForkServer:
 
     # --- the children -----------------------------------------------------------------
     def manage_children(self) -> None:
-        """Keep `workers` children requested, warming or lent idle, besides the busy ones.
+        """Keep `workers` children requested or lent idle, besides the busy ones.
         (Deferring the top-up while a job runs was measured: it costs a quarter of the
         throughput for less CPU contention, a bad trade.)"""
         if time.monotonic() < self.spawn_after:
             return                                    # the caller cannot take one now
         warm = self.requested + sum(1 for c in self.children.values()
-                                    if c.state in (WARMING, LENT) and not c.killed)
+                                    if c.state == LENT and not c.killed)
         for _ in range(self.workers - warm):
             try:
                 protocol.send(self.spawner, {"type": "spawn"})
@@ -301,6 +305,7 @@ class ForkServer:
         self.children[pid] = child
         self.selector.register(child.chan, selectors.EVENT_READ, ("chan", child))
         self.selector.register(child.stderr_fd, selectors.EVENT_READ, ("stderr", child))
+        self.lend(child)
 
     def on_child_message(self, child: Child) -> None:
         """One (untrusted) message of a child on its control channel: its readiness,
@@ -308,10 +313,13 @@ class ForkServer:
         if child.killed:
             self.forget(child.chan)                   # nothing it says counts any more
             return
+        self.read_ready(child)
+
+    def read_ready(self, child: Child) -> None:
         try:
             message, _ = protocol.recv(child.chan, max_fds=0,
                                        max_bytes=protocol.MAX_CHILD_MESSAGE_BYTES)
-            if child.state != WARMING:
+            if child.ready:
                 raise protocol.ProtocolError("a message out of turn")
             layers = reports.parse_ready(message)
         except BlockingIOError:
@@ -322,16 +330,15 @@ class ForkServer:
         except protocol.ProtocolError:
             self.fail(child, "protocol")
             return
+        child.ready = True
         self.setup_failures = 0
         if self.applied is None:
             self.applied = layers
         self.announce_ready()
-        self.lend(child)
 
     def lend(self, child: Child) -> None:
-        """Hand a ready child's job line to the caller, naming its output memfd; if they
+        """Hand a new child's job line to the caller, naming its output memfd; if they
         cannot be sent, the child is killed (never left lent to nobody)."""
-        child.state = LENT
         self.lent[child.serial] = child
         output = os.fstat(child.output_fd)
         fd, child.line_fd = child.line_fd, -1
@@ -372,7 +379,7 @@ class ForkServer:
                     self.kill(child, "deadline")      # no answer yet: "timeout"
                 elif child.state == DONE and now >= child.deadline:
                     self.kill(child, "exit_grace")    # answered: that answer stands
-                elif child.state == WARMING and now >= child.started + READY_TIMEOUT_S:
+                elif not child.ready and now >= child.started + READY_TIMEOUT_S:
                     self.kill(child, "setup")
 
     def kill(self, child: Child, why: str) -> None:
@@ -387,6 +394,8 @@ class ForkServer:
     def reap(self, child: Child, wait_status: int, usage) -> None:
         """The child is gone (the spawner reaped it): tell the caller, forget it."""
         try:
+            if not child.ready:
+                self.read_ready(child)                # "ready" may sit unread: it counts
             drain_stderr(child)
         finally:
             self.children.pop(child.pid, None)
@@ -395,12 +404,12 @@ class ForkServer:
                 self.forget(fileobj)
             child.chan.close()
             protocol.close_all([child.stderr_fd, child.pidfd, child.output_fd, child.line_fd])
-        if child.state == WARMING:
+        if not child.ready and child.killed in (None, "setup"):   # not a death we caused
             self.setup_failures += 1
             if self.setup_failures >= MAX_SETUP_FAILURES:
                 self.fatal("children die before they are confined: "
                            + describe_wait(wait_status))
-        elif child.state in (LENT, BUSY):
+        if child.state in (LENT, BUSY):
             self.tell_ended(child, wait_status, usage)
 
     def tell_ended(self, child: Child, wait_status: int, usage) -> None:
@@ -422,7 +431,7 @@ class ForkServer:
                 max_rss_mb=stats["max_rss_mb"], memory_limit_mb=limits.memory_mb)
         self.outbox.append({"type": "ended", "id": child.serial, "status": status,
                             "reason": reason, "stats": stats, "exit_code": exit_code,
-                            "signal": sig})
+                            "signal": sig, "unready": not child.ready})
 
     # --- to the caller ------------------------------------------------------------------
     def announce_ready(self) -> None:

@@ -45,6 +45,10 @@ START_TIMEOUT_S = 60.0        # imports + warm-up + first confined children
 RESULT_GRACE_S = 5.0          # beyond a job's wall limit before we stop trusting the fork server
 RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 HANDOVER_ATTEMPTS = 3         # children found dying as a job was sent to them, at most
+#: A job's answer when its child died before it was confined (so before it read the job):
+#: the job goes to another child.
+_NEVER_READ = Result("busy", reason="every child given the job died before it was ready; "
+                                    "retry later")
 WORKER_WAIT_S = 15.0          # for an idle child, with a slot: then "busy" (none can be made)
 
 log = logging.getLogger("sandbox")
@@ -266,28 +270,37 @@ class Sandbox:
                               error=f"{type(exc).__name__}: {str(exc)[:200]}")
             except OSError as exc:
                 return _unsent(exc)
-            job = await self._hand_over([m.fileno() for m in owned], limits, stamps)
-            if isinstance(job, Result):
-                return job
-            # A plain await with a timer, not wait_for(shield()): each of those wrappers
-            # costs one more turn of the event loop between the result and this caller.
-            timer = self._loop.call_later(limits.wall_s + RESULT_GRACE_S + 10.0,
-                                          _time_out, job.future)
-            try:
-                return await job.future
-            except asyncio.TimeoutError:
-                # The fork server enforces deadlines; if it did not answer, it is broken.
-                self._on_fork_server_exit("it stopped answering")
-                return Result("restarting", reason="the fork server stopped answering")
-            except asyncio.CancelledError:
-                self._end(job, None, kill="abandoned")     # nobody waits: stop the child
-                raise
-            finally:
-                timer.cancel()
+            for _ in range(HANDOVER_ATTEMPTS):
+                job = await self._hand_over([m.fileno() for m in owned], limits, stamps)
+                if isinstance(job, Result):
+                    return job
+                result = await self._answer(job, limits)
+                if result is not _NEVER_READ:
+                    return result
+            return _NEVER_READ
         finally:
             for mem in owned:
                 if not any(mem is item for item in inputs):
                     mem.close()
+
+    async def _answer(self, job: _Job, limits: Limits) -> Result:
+        """The job's Result, from its child or the fork server; _NEVER_READ if its child
+        died before it was confined."""
+        # A plain await with a timer, not wait_for(shield()): each of those wrappers
+        # costs one more turn of the event loop between the result and this caller.
+        timer = self._loop.call_later(limits.wall_s + RESULT_GRACE_S + 10.0,
+                                      _time_out, job.future)
+        try:
+            return await job.future
+        except asyncio.TimeoutError:
+            # The fork server enforces deadlines; if it did not answer, it is broken.
+            self._on_fork_server_exit("it stopped answering")
+            return Result("restarting", reason="the fork server stopped answering")
+        except asyncio.CancelledError:
+            self._end(job, None, kill="abandoned")     # nobody waits: stop the child
+            raise
+        finally:
+            timer.cancel()
 
     async def _hand_over(self, fds: list[int], limits: Limits,
                          stamps: dict | None) -> _Job | Result:
@@ -487,6 +500,9 @@ class Sandbox:
             return
         self._on_line(job)                        # a report sent before its end wins
         if job.future.done():
+            return
+        if message.get("unready") is True:        # it never read the job: another will
+            self._end(job, _NEVER_READ, kill=None, tell=False)
             return
         try:
             result = Result(status=message["status"], reason=message.get("reason", ""),

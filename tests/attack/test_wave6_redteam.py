@@ -27,6 +27,14 @@ ENTRY = "tests.attack.wave6_entries:dispatch"
 LIMITS = Limits(memory_mb=256, cpu_s=3, wall_s=3, output_mb=8)
 
 
+def _alive(process: psutil.Process) -> bool:
+    """Running and not a zombie (one that exits as it is looked at is not alive)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 class Box:
     """A Sandbox on a loop of its own, with the checks every attack ends with."""
 
@@ -59,8 +67,7 @@ class Box:
 
     def children(self) -> list[psutil.Process]:
         procs = psutil.Process(self.sb.fork_server_pid).children()
-        return [c for p in procs for c in p.children()
-                if c.status() != psutil.STATUS_ZOMBIE]
+        return [c for p in procs for c in p.children() if _alive(c)]
 
     def settle(self, timeout_s: float = 15.0) -> None:
         """Ready, every job answered, and only the warm children left."""
