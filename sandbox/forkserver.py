@@ -218,7 +218,8 @@ class ForkServer:
             self.running = False          # the server is gone: nobody to work for
 
     def start_job(self, child: Child, limits: Limits) -> None:
-        """The caller sent this lent child its job: its deadline runs from now."""
+        """The caller sent this lent child its job: its deadline runs from now, or from
+        when it is confined if it is not yet (it reads no job before)."""
         if child.state != LENT:
             return
         child.limits = self.limits.tightened(limits)
@@ -331,6 +332,9 @@ class ForkServer:
             self.fail(child, "protocol")
             return
         child.ready = True
+        if child.state == BUSY:                       # its job waited: its deadline runs now
+            child.job_started = time.monotonic()
+            child.deadline = child.job_started + child.limits.wall_s
         self.setup_failures = 0
         if self.applied is None:
             self.applied = layers
@@ -375,12 +379,12 @@ class ForkServer:
             if child.killed:
                 continue
             with self.guard(child):
-                if child.state == BUSY and now >= child.deadline:
+                if not child.ready and now >= child.started + READY_TIMEOUT_S:
+                    self.kill(child, "setup")         # its job, never read, goes elsewhere
+                elif child.ready and child.state == BUSY and now >= child.deadline:
                     self.kill(child, "deadline")      # no answer yet: "timeout"
                 elif child.state == DONE and now >= child.deadline:
                     self.kill(child, "exit_grace")    # answered: that answer stands
-                elif not child.ready and now >= child.started + READY_TIMEOUT_S:
-                    self.kill(child, "setup")
 
     def kill(self, child: Child, why: str) -> None:
         """SIGKILL the child (by pidfd: never a recycled pid; a child cannot fork, so it
