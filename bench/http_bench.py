@@ -15,7 +15,6 @@ import io
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,12 +42,6 @@ def heavy_pdf(target_mb: int) -> bytes:
     buffer = io.BytesIO()
     pdf.save(buffer, compress_streams=False)
     return buffer.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def wait_up(url: str, timeout_s: float = 60) -> None:
@@ -93,7 +86,7 @@ async def main_async(seconds: float) -> list:
     workloads = {"merge 2x50 pages": ("merge", [make_pdf(50)] * 2),
                  "info 500 pages": ("info", [make_pdf(500)]),
                  "compress 10 MB": ("compress", [heavy_pdf(10)])}
-    notrace_port = free_port()
+    notrace_port = baselines.free_port()
     env = dict(os.environ, NOTRACE_LOG_LEVEL="warning")
     servers = [
         subprocess.Popen([sys.executable, "-m", "notrace", "serve", "--port", str(notrace_port)],
