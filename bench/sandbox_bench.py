@@ -288,8 +288,15 @@ def print_targets(rows: list[dict]) -> None:
         print(f"| {job}: 2 callers >= 1.6x the jobs/s of 1 | {ratio:.2f}x |")
 
 
+#: Every hop name any checkout stamps, in a job's order: before the fork server lent its
+#: children (167425a and earlier) a job passed through it (the forkserver_* stamps).
+KNOWN_HOPS = ("worker_found", "caller_sent", "forkserver_received", "forkserver_dispatched",
+              "child_woke", "entry_started", "entry_ended", "outputs_written",
+              "child_reported", "forkserver_got_report", "forkserver_answered",
+              "caller_received", "caller_done", "caller_returned")
+
+
 def print_hops(rows: list[dict], base: list[dict] | None) -> None:
-    from sandbox.timings import ORDER
     print("\nWhere a Sandbox job's time goes (ms; each hop ends at the named stamp, "
           "sandbox.timings; p50 / min):")
     if base:
@@ -298,7 +305,8 @@ def print_hops(rows: list[dict], base: list[dict] | None) -> None:
     header = [f"{r['job']}, {r['mode']}" for r in rows]
     print("| hop | " + " | ".join(header) + " |")
     print("|---|" + "---|" * len(rows))
-    for hop in ORDER[1:] + ("caller_returned",):
+    names = {hop for r in rows for hop in r["hops"]}
+    for hop in [h for h in KNOWN_HOPS if h in names] + sorted(names - set(KNOWN_HOPS)):
         cells = []
         for r in rows:
             values = r["hops"].get(hop)

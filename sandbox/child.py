@@ -4,16 +4,20 @@ Runs in a child freshly forked by the fork server. Everything here happens after
 fork and before exit; nothing returns to the caller (every path ends in os._exit).
 The child is confined completely before it receives a single byte of its job.
 
+Two sockets: `control`, to the fork server, says once that the child is confined and
+ready; `chan`, the child's job line, goes straight to the caller (the fork server lends
+the caller its other end), which sends the one job and reads the one report on it.
+
 The canary (Sandbox(canary=...)): once confined, the child runs one job of built-in
 dummy data through the very path a job takes (decode a header, map inputs, read params,
 the entry, write outputs), so that the pages a job touches are already its own
 (copy-on-write faults taken) when the real job comes. It runs confined, so it can leave
 nothing behind that the policy would not allow the job itself; its outputs are zeroed and
 its descriptors closed before the child reads its job. It runs once the child said it
-is ready, when the fork server answers {"type": "canary"} because no job waits for this
-child: when the warm pool is drained (jobs back to back) the fork server sends the job at
-once instead, and the canary would only delay it (measured: a merge canary before "ready"
-cost 40% of the jobs/s back to back). A job sent while the canary runs waits, unread (its
+is ready, when the caller sends {"type": "canary"} because no job waits for this child:
+when the warm pool is drained (jobs back to back) the caller sends the job at once
+instead, and the canary would only delay it (measured: a merge canary before "ready" cost
+40% of the jobs/s back to back). A job sent while the canary runs waits, unread (its
 descriptors still in the socket, not in this process), until the canary is done: never
 seen by it.
 """
@@ -39,10 +43,10 @@ from sandbox.policy import Policy
 # Exit codes a child uses; anything else (or a signal) is classified from its wait status.
 EXIT_REPORTED = 0          # a result message was sent before exiting
 EXIT_SETUP_FAILED = 70     # confinement failed: the job was never received
-EXIT_CHANNEL_LOST = 71     # the fork server went away
+EXIT_CHANNEL_LOST = 71     # the caller went away
 
 _WRITE_WINDOW = 16 << 20   # bytes mapped at once when writing outputs (bounds RLIMIT_AS use)
-_ERROR_TEXT_MAX = 300      # sandbox.reports.MAX_ERROR_CHARS: the fork server refuses more
+_ERROR_TEXT_MAX = 300      # sandbox.reports.MAX_ERROR_CHARS: the caller refuses more
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^\s'\"/:]+)+/?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # Exceptions whose message says the process ran out of memory though their class does not
@@ -50,12 +54,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MEMORY_WORDS = ("bad_alloc", "Cannot allocate memory", "out of memory")
 
 
-def main(chan: socket.socket, stderr_fd: int, output_fd: int, entry: Callable, policy: Policy,
-         limits: Limits, available: dict[str, bool], library_fds: tuple[int, ...] = (),
-         baseline_vm_bytes: int | None = None, canary_fds: tuple[int, ...] = ()) -> NoReturn:
+def main(control: socket.socket, chan: socket.socket, stderr_fd: int, output_fd: int,
+         entry: Callable, policy: Policy, limits: Limits, available: dict[str, bool],
+         library_fds: tuple[int, ...] = (), baseline_vm_bytes: int | None = None,
+         canary_fds: tuple[int, ...] = ()) -> NoReturn:
     """Confine this process, announce readiness, run the canary unless a job already
     waits, run exactly one job, exit.
 
+    control: the channel to the fork server (readiness); chan: the job line (module doc).
     output_fd: this child's own output memfd (made with it by the spawner).
     canary_fds: the canary's sealed input memfds then its params memfd, or ().
     """
@@ -66,7 +72,8 @@ def main(chan: socket.socket, stderr_fd: int, output_fd: int, entry: Callable, p
         # library_fds: random-device fds a library cached in the fork server (see
         # forkserver.library_fds); closing them would leave the library reading from
         # whatever fd number comes next, e.g. a job input.
-        keep = sorted({1, 2, chan.fileno(), output_fd, *library_fds, *canary_fds})
+        keep = sorted({1, 2, control.fileno(), chan.fileno(), output_fd, *library_fds,
+                       *canary_fds})
         _close_fds_except(keep)
         os.environ.clear()                    # the fork server's env is already empty
         faulthandler.enable(file=2, all_threads=False)  # a crash leaves a trace for classification
@@ -76,7 +83,7 @@ def main(chan: socket.socket, stderr_fd: int, output_fd: int, entry: Callable, p
         ctx = ChildContext(policy=policy, limits=limits, baseline_vm_bytes=baseline_vm_bytes,
                            keep_fds=tuple(keep), was_root=os.geteuid() == 0)
         confine(ctx, available)
-        protocol.send(chan, {"type": "ready", "layers": ctx.applied})
+        protocol.send(control, {"type": "ready", "layers": ctx.applied})
     except BaseException:
         os._exit(EXIT_SETUP_FAILED)
     try:
@@ -88,7 +95,7 @@ def main(chan: socket.socket, stderr_fd: int, output_fd: int, entry: Callable, p
             protocol.close_all(canary_fds)        # open still: the job's fds differ
     except BaseException:
         os._exit(EXIT_CHANNEL_LOST)
-    # Stamps only when the fork server asked (sandbox.timings): diagnostics, never data.
+    # Stamps only when the caller asked (sandbox.timings): diagnostics, never data.
     stamps = {"child_woke": time.monotonic()} if job.get("timings") is True else None
     # The job's inputs and outputs stay referenced until os._exit: freeing them before the
     # report (a 24 MB merge's buffers: 7.9 ms of munmap, measured) only delayed it, and
@@ -101,7 +108,8 @@ def main(chan: socket.socket, stderr_fd: int, output_fd: int, entry: Callable, p
         stamps["child_reported"] = time.monotonic()
         report["timings"] = stamps
     try:
-        protocol.send(chan, report)
+        # An ok report carries the output memfd: the caller reads the outputs from it.
+        protocol.send(chan, report, [output_fd] if report["status"] == "ok" else [])
     except BaseException:
         os._exit(EXIT_CHANNEL_LOST)
     os._exit(EXIT_REPORTED)
@@ -198,7 +206,7 @@ def _write_outputs(outputs, output_fd: int, max_bytes: int) -> dict:
     output memfd through bounded mmap windows; report only the bytes used.
 
     The child cannot write() a file (RLIMIT_FSIZE is 0) nor grow the memfd (sealed):
-    the memfd's size, set by the fork server, is the hard output cap.
+    the memfd's size, set by the spawner, is the hard output cap.
     """
     if outputs is None:
         outputs = []

@@ -2,31 +2,47 @@
 
 Runs in its own clean interpreter (started by sandbox.Sandbox, never forked from the
 server), single-threaded. It imports the entry module once, keeps `workers` children
-forked AND confined ahead of time, hands each job to one idle child, enforces the job's
-wall-clock deadline from outside, and answers each job with a Result. Like gunicorn's
-arbiter, nothing happens in a signal handler: one loop waits on sockets and pipes with a
-timeout and, on every tick, kills the overdue, dispatches pending jobs and tops up the
-warm children. The fork() itself is done by its helper process, sandbox.spawner, which
-also reaps the children and reports their ends, so this loop never blocks for it.
+forked AND confined ahead of time and lends each to the caller as soon as it is forked:
+the caller and the child then speak directly on the child's job line (one job, one
+report), and nothing of a job passes through here. A job the caller sends to a child
+still confining itself waits in the line, unread (bytes and descriptors in the socket,
+not in the child), until the child is confined and reads it: when the warm children are
+all taken (jobs back to back), the next job is already at the next child when it is
+ready, with no hop between. What stays here is what a child must not be
+trusted with: the caller says when it started a child's job (with the job's limits), and
+this loop enforces its wall-clock deadline from outside, kills what the caller asks it
+to kill, and tells the caller how each lent child ended, from its wait status (the
+caller only uses that when the child sent no report). Like gunicorn's arbiter, nothing
+happens in a signal handler: one loop waits on sockets and pipes with a timeout and, on
+every tick, kills the overdue and tops up the warm children. The fork() itself is done by
+its helper process, sandbox.spawner, which also reaps the children and reports their
+ends, so this loop never blocks for it.
 
-A trust boundary: children are hostile. Their messages are size-capped, decoded and
-checked by sandbox.protocol and sandbox.reports; anything wrong ends THAT child's job
-("crashed"). The fork server never decodes a job's params (they pass through in a sealed
-memfd) nor its outputs (the server reads their table from the output memfd). No
-exception leaves the loop: each event is handled under a guard that, if handling it
-fails, ends only the child or the job it concerned.
+A trust boundary: children are hostile. Their one message here (ready) is size-capped,
+decoded and checked by sandbox.protocol and sandbox.reports; anything else ends that
+child ("protocol"). No exception leaves the loop: each event is handled under a guard
+that, if handling it fails, ends only the child it concerned.
 
-Child states:  (requested) --spawned--> WARMING --ready--> IDLE --job--> BUSY
-               BUSY --report--> answered --exited--> gone
-               any state --deadline/shutdown--> killed (SIGKILL by pidfd) --exited--> gone
+Child states:  (requested) --spawned--> LENT --started--> BUSY --done--> DONE --exited--> gone
+               any state --deadline/kill/shutdown--> killed (SIGKILL by pidfd) --exited--> gone
+               and, apart: not ready --ready--> ready (confined; READY_TIMEOUT_S else killed)
+Messages to the caller: {"type": "ready", "pid", "layers"} once; {"type": "worker", "id",
+"output": {"dev", "ino", "size"}} with fds [job line] per lent child (its output memfd
+stays here and with the child, which sends it with an ok report: the caller knows it by
+its inode, so no other file passes for it); {"type": "ended", "id", "status",
+"reason", "stats", "exit_code", "signal", "unready"} when a lent child is gone before its
+job was done ("unready": it died before it was confined, so it never read a job: the
+caller gives that job to another child); {"type": "fatal", "reason"}. From the caller: {"type": "started", "id", "limits"},
+{"type": "done", "id", "kill": null or one of CALLER_KILLS}, {"type": "shutdown"}. A lent
+child is named by its own serial number, never by its pid (which the kernel recycles).
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import gc
 import importlib
+import itertools
 import json
 import os
 import resource
@@ -42,17 +58,18 @@ from typing import Callable
 from sandbox import child as child_main
 from sandbox import hugepages, protocol, reports, spawner, trailer
 from sandbox.layers import prepare_all, probe_all
-from sandbox.layers.rlimits import MAX_JOB_FDS, current_vm_bytes
+from sandbox.layers.rlimits import current_vm_bytes
 from sandbox.limits import Limits
 from sandbox.memfd import MemFile
 from sandbox.outbox import Outbox
 from sandbox.policy import Policy
 from sandbox.result import classify_exit
 
-WARMING, IDLE, BUSY = "warming", "idle", "busy"
+LENT, BUSY, DONE = "lent", "busy", "done"
 READY_TIMEOUT_S = 10.0        # a child that cannot confine itself in this time is killed
-EXIT_GRACE_S = 2.0            # a child that reported but did not exit by then is killed
+EXIT_GRACE_S = 2.0            # a child whose job is done but that did not exit by then
 MAX_SETUP_FAILURES = 5        # consecutive children dying before "ready": give up
+DROPPED_BACKOFF_S = 0.25      # no new child for this long after the caller could not take one
 
 #: Why the fork server kills a child, and the crash reason its job then gets.
 KILL_REASONS = {
@@ -60,51 +77,49 @@ KILL_REASONS = {
     "exit_grace": "reported, then did not exit in time",       # its report still stands
     "setup": "did not confine itself in time",
     "protocol": "sent a message out of turn",
-    "invalid": "sent an invalid report",
+    "invalid": "sent an invalid report",                       # the caller's verdict
+    "unlent": "could not be handed to the caller",
+    "dropped": "its descriptors could not be received by the caller",
+    "abandoned": "its caller gave up on the job",
     "internal": "the fork server failed while handling it",
     "shutdown": "the sandbox is closing",
 }
-
-
-@dataclasses.dataclass
-class Job:
-    id: int
-    limits: Limits
-    input_fds: list[int]           # the inputs, then the sealed params memfd (never read here)
-    stamps: dict | None = None     # sandbox.timings' stamps, when the caller asked for them
+#: Kills the caller may ask for (after it judged the child's report, or lost its line).
+CALLER_KILLS = ("invalid", "unlent", "dropped", "abandoned")
 
 
 @dataclasses.dataclass
 class Child:
+    serial: int                    # how the caller names it (module doc)
     pid: int
     pidfd: int
-    chan: socket.socket
+    chan: socket.socket            # its control channel: "ready", then nothing
     stderr_fd: int
-    output: MemFile                # made with the child (sandbox.spawner), for its one job
-    state: str = WARMING
+    line_fd: int                   # the caller's end of its job line, until lent (then -1)
+    output_fd: int                 # its output memfd, held until it is reaped
+    state: str = LENT
+    ready: bool = False            # it said it is confined (it reads no job before)
     started: float = dataclasses.field(default_factory=time.monotonic)
-    job: Job | None = None
+    limits: Limits | None = None   # its job's, once the caller started one
     job_started: float = 0.0
     deadline: float = 0.0
     killed: str | None = None      # why we SIGKILLed it: one of KILL_REASONS' keys
-    answered: bool = False         # its job's result has been sent
-    report: reports.Report | None = None
 
 
 class ForkServer:
     def __init__(self, control: socket.socket, entry: Callable, limits: Limits,
                  policy: Policy, workers: int, library_fds: tuple[int, ...] = (),
-                 timings: bool = False, canary_fds: tuple[int, ...] = ()) -> None:
+                 canary_fds: tuple[int, ...] = ()) -> None:
         self.control = control
         self.canary_fds = canary_fds                  # the canary's sealed inputs and params
-        self.timings = timings                        # stamp every job's hops (diagnostics)
         self.library_fds = library_fds
         self.entry = entry
         self.limits = limits
         self.policy = policy
         self.workers = workers
         self.children: dict[int, Child] = {}          # by pid
-        self.pending: collections.deque[Job] = collections.deque()
+        self.lent: dict[int, Child] = {}              # by serial: the ones the caller knows
+        self.serials = itertools.count(1)
         self.outbox = Outbox(control)
         self.selector = selectors.DefaultSelector()
         self.layers = probe_all()
@@ -115,10 +130,14 @@ class ForkServer:
         self.running = True
         self.announced = False
         self.requested = 0                            # spawns asked of the spawner, not yet come
+        # A caller out of descriptors drops every child lent to it: replacing each at
+        # once made hundreds of children a second for nothing (found by the red team).
+        self.spawn_after = 0.0
         # A child's address space at its start is the spawner's, a copy of ours: measured
         # once here, it is the base its RLIMIT_AS adds the job's memory_mb to.
         self.baseline_vm_bytes = current_vm_bytes()
-        self.spawner_pid, self.spawner = spawner.start(self.become_child, output_bytes(limits))
+        self.spawner_pid, self.spawner = spawner.start(
+            self.become_child, trailer.memfd_size(limits.output_mb))
 
     # --- the loop ------------------------------------------------------------------
     def run(self) -> None:
@@ -143,8 +162,6 @@ class ForkServer:
             with self.guard():
                 self.murder_overdue()
             with self.guard():
-                self.dispatch()
-            with self.guard():
                 self.flush_outbox()
         self.stop()
 
@@ -161,8 +178,8 @@ class ForkServer:
     @contextlib.contextmanager
     def guard(self, child: Child | None = None):
         """Nothing escapes the loop: a failure while handling a child's event ends that
-        child and its job; any other failure is dropped (handlers that concern one job
-        guard it themselves) and the loop goes on."""
+        child (its lent job then ends from its wait status); any other failure is
+        dropped and the loop goes on."""
         try:
             yield
         except Exception:
@@ -172,89 +189,65 @@ class ForkServer:
 
     def next_timeout(self) -> float:
         now = time.monotonic()
-        wakeups = [c.deadline for c in self.children.values() if c.state == BUSY]
+        wakeups = [c.deadline for c in self.children.values() if c.state in (BUSY, DONE)]
         wakeups += [c.started + READY_TIMEOUT_S for c in self.children.values()
-                    if c.state == WARMING]
+                    if not c.ready]
+        if self.spawn_after > now:
+            wakeups.append(self.spawn_after)
         if not wakeups:
             return 1.0
         return max(0.0, min(min(wakeups) - now, 1.0))
 
-    # --- the server's requests --------------------------------------------------------
+    # --- the caller's word ------------------------------------------------------------
     def on_control(self) -> None:
         try:
-            for message, fds in protocol.drain(self.control):
+            for message, fds in protocol.drain(self.control, max_fds=0):
                 kind = message.get("type")
-                if kind == "job":
-                    self.accept_job(message, fds, time.monotonic() if self.timings else None)
-                    self.dispatch()                   # now, not after this tick's other events
-                    continue
-                protocol.close_all(fds or ())
                 if kind == "shutdown":
                     self.running = False
                     return
+                child = self.lent.get(message.get("id"))
+                if child is None:
+                    continue                      # gone already: its end was told
+                with self.guard(child):
+                    if kind == "started":
+                        self.start_job(child, Limits.from_dict(message["limits"]))
+                    elif kind == "done":
+                        self.job_done(child, message.get("kill"))
         except protocol.PeerGone:
             self.running = False          # the server is gone: nobody to work for
 
-    def accept_job(self, message: dict, fds: list[int], received: float | None = None) -> None:
-        """Queue a job: its fds are the inputs, then the params memfd (never read here).
-        received: when it was read, if the job's hops are stamped (sandbox.timings)."""
-        job_id = message.get("id")
-        if fds is None:                           # we are out of descriptors: not its fault
-            if type(job_id) is int:
-                self.send_result(job_id, "busy", "the fork server ran out of descriptors")
+    def start_job(self, child: Child, limits: Limits) -> None:
+        """The caller sent this lent child its job: its deadline runs from now, or from
+        when it is confined if it is not yet (it reads no job before)."""
+        if child.state != LENT:
             return
-        try:
-            if type(job_id) is not int:
-                raise ValueError("the job has no id")
-            limits = self.limits.tightened(Limits.from_dict(message["limits"]))
-            if not 1 <= len(fds) <= MAX_JOB_FDS + 1:
-                raise ValueError("wrong number of descriptors")
-        except Exception as exc:
-            protocol.close_all(fds)
-            if type(job_id) is int and getattr(exc, "errno", None) in protocol.EXHAUSTED:
-                self.send_result(job_id, "busy", "the fork server is out of descriptors "
-                                 "or memory")
-            elif type(job_id) is int:
-                self.send_result(job_id, "crashed",
-                                 f"fork server refused the job: {type(exc).__name__}")
-            return
-        stamps = None if received is None else {"forkserver_received": received}
-        self.pending.append(Job(job_id, limits, fds, stamps))
+        child.limits = self.limits.tightened(limits)
+        child.state = BUSY
+        child.job_started = time.monotonic()
+        child.deadline = child.job_started + child.limits.wall_s
 
-    def dispatch(self) -> None:
-        # Oldest first (adoption order): the one most likely done with its canary.
-        idle = [c for c in self.children.values() if c.state == IDLE]
-        while self.pending and idle:
-            child, job = idle.pop(0), self.pending.popleft()
-            header = {"type": "job", "inputs": len(job.input_fds) - 1,
-                      "limits": job.limits.to_dict()}
-            if job.stamps is not None:
-                header["timings"] = True
-                job.stamps["forkserver_dispatched"] = time.monotonic()   # sending now
-            try:
-                protocol.send(child.chan, header, job.input_fds)   # its output: its own
-            except OSError:
-                self.pending.appendleft(job)      # that child is dying; another takes it
-                self.kill(child, "protocol")
-                continue
-            except Exception:                     # this job's own fault: it alone ends
-                self.kill(child, "protocol")
-                protocol.close_all(job.input_fds)
-                self.send_result(job.id, "crashed", KILL_REASONS["internal"])
-                continue
-            protocol.close_all(job.input_fds)     # the child holds its own copies now
-            job.input_fds = []
-            child.state, child.job = BUSY, job
-            child.job_started = time.monotonic()
-            child.deadline = child.job_started + job.limits.wall_s
+    def job_done(self, child: Child, kill: str | None) -> None:
+        """The caller has its job's answer (or gave the child up): nothing it does from
+        now on counts, and it has EXIT_GRACE_S to be gone."""
+        if child.state == LENT:                       # never started: no limits of its own
+            child.limits, child.job_started = self.limits, time.monotonic()
+        child.state = DONE
+        child.deadline = min(child.deadline or float("inf"), time.monotonic() + EXIT_GRACE_S)
+        if kill in CALLER_KILLS:
+            self.kill(child, kill)
+        if kill == "dropped":
+            self.spawn_after = time.monotonic() + DROPPED_BACKOFF_S
 
     # --- the children -----------------------------------------------------------------
     def manage_children(self) -> None:
-        """Keep `workers` children requested, warming or idle, besides the busy ones.
+        """Keep `workers` children requested or lent idle, besides the busy ones.
         (Deferring the top-up while a job runs was measured: it costs a quarter of the
         throughput for less CPU contention, a bad trade.)"""
+        if time.monotonic() < self.spawn_after:
+            return                                    # the caller cannot take one now
         warm = self.requested + sum(1 for c in self.children.values()
-                                    if c.state in (WARMING, IDLE) and not c.killed)
+                                    if c.state == LENT and not c.killed)
         for _ in range(self.workers - warm):
             try:
                 protocol.send(self.spawner, {"type": "spawn"})
@@ -265,16 +258,17 @@ class ForkServer:
                 return
             self.requested += 1
 
-    def become_child(self, chan: socket.socket, stderr_fd: int, output_fd: int):
+    def become_child(self, chan: socket.socket, line: socket.socket, stderr_fd: int,
+                     output_fd: int):
         """In a child just forked by the spawner: its whole life (never returns)."""
-        child_main.main(chan, stderr_fd, output_fd, self.entry, self.policy, self.limits,
-                        self.available, self.library_fds, self.baseline_vm_bytes,
-                        self.canary_fds)
+        child_main.main(chan, line, stderr_fd, output_fd, self.entry, self.policy,
+                        self.limits, self.available, self.library_fds,
+                        self.baseline_vm_bytes, self.canary_fds)
 
     def on_spawner(self) -> None:
         """The spawner's news: a child was forked (with its fds), or one has exited."""
         try:
-            for message, fds in protocol.drain(self.spawner, max_fds=4):
+            for message, fds in protocol.drain(self.spawner, max_fds=5):
                 child = self.children.get(message.get("pid"))
                 with self.guard(child):
                     self.on_spawner_message(message, fds, child)
@@ -290,7 +284,7 @@ class ForkServer:
             if message.get("type") == "spawned":
                 self.requested = max(0, self.requested - 1)
             return
-        if message.get("type") == "spawned" and len(fds) == 4:
+        if message.get("type") == "spawned" and len(fds) == 5:
             self.requested = max(0, self.requested - 1)
             self.adopt(message["pid"], *fds)
         elif message.get("type") == "exited":
@@ -303,67 +297,64 @@ class ForkServer:
         else:
             protocol.close_all(fds)
 
-    def adopt(self, pid: int, chan_fd: int, stderr_fd: int, pidfd: int, output_fd: int) -> None:
+    def adopt(self, pid: int, chan_fd: int, stderr_fd: int, pidfd: int, output_fd: int,
+              line_fd: int) -> None:
         chan = socket.socket(fileno=chan_fd)
         chan.setblocking(False)
         os.set_blocking(stderr_fd, False)
-        child = Child(pid, pidfd, chan, stderr_fd, MemFile(fd=output_fd))
+        child = Child(next(self.serials), pid, pidfd, chan, stderr_fd, line_fd, output_fd)
         self.children[pid] = child
         self.selector.register(child.chan, selectors.EVENT_READ, ("chan", child))
         self.selector.register(child.stderr_fd, selectors.EVENT_READ, ("stderr", child))
+        self.lend(child)
 
     def on_child_message(self, child: Child) -> None:
-        """One (untrusted) message of a child: its readiness, or its report."""
-        if child.answered or child.killed in ("invalid", "protocol", "internal", "setup"):
+        """One (untrusted) message of a child on its control channel: its readiness,
+        the only one it may ever send here."""
+        if child.killed:
             self.forget(child.chan)                   # nothing it says counts any more
             return
+        self.read_ready(child)
+
+    def read_ready(self, child: Child) -> None:
         try:
             message, _ = protocol.recv(child.chan, max_fds=0,
                                        max_bytes=protocol.MAX_CHILD_MESSAGE_BYTES)
+            if child.ready:
+                raise protocol.ProtocolError("a message out of turn")
+            layers = reports.parse_ready(message)
         except BlockingIOError:
             return
         except (EOFError, ConnectionError):
             self.forget(child.chan)                   # its exit will tell the rest
             return
         except protocol.ProtocolError:
-            self.fail(child, "invalid" if child.state == BUSY else "protocol")
+            self.fail(child, "protocol")
             return
-        try:
-            if child.state == WARMING:
-                layers = reports.parse_ready(message)
-            elif child.state == BUSY and child.report is None:
-                stamps = child.job.stamps
-                if stamps is not None:
-                    stamps["forkserver_got_report"] = time.monotonic()
-                report = reports.parse_report(message, child.output.size,
-                                              timings=stamps is not None)
-            else:
-                raise protocol.ProtocolError("a message out of turn")
-        except protocol.ProtocolError:
-            self.fail(child, "invalid" if child.state == BUSY else "protocol")
-            return
-        if child.state == WARMING:
-            child.state = IDLE
-            self.setup_failures = 0
-            if self.applied is None:
-                self.applied = layers
-            self.announce_ready()
-            if self.canary_fds and not self.pending:
-                # Nobody waits for this child: let it run its canary (sandbox.child).
-                protocol.send(child.chan, {"type": "canary"})
-        else:
-            # Answer now: the report is complete, and the child is already on its way
-            # out (os._exit). Its exit is reaped later, or forced after EXIT_GRACE_S.
-            child.report = report
-            child.deadline = min(child.deadline, time.monotonic() + EXIT_GRACE_S)
-            self.answer_report(child, report)
+        child.ready = True
+        if child.state == BUSY:                       # its job waited: its deadline runs now
+            child.job_started = time.monotonic()
+            child.deadline = child.job_started + child.limits.wall_s
+        self.setup_failures = 0
+        if self.applied is None:
+            self.applied = layers
+        self.announce_ready()
+
+    def lend(self, child: Child) -> None:
+        """Hand a new child's job line to the caller, naming its output memfd; if they
+        cannot be sent, the child is killed (never left lent to nobody)."""
+        self.lent[child.serial] = child
+        output = os.fstat(child.output_fd)
+        fd, child.line_fd = child.line_fd, -1
+        self.outbox.append({"type": "worker", "id": child.serial,
+                            "output": {"dev": output.st_dev, "ino": output.st_ino,
+                                       "size": output.st_size}}, [fd],
+                           dropped=lambda: self.kill(child, "unlent"))
 
     def fail(self, child: Child, why: str) -> None:
-        """End a child (and its job, if unanswered) for `why`, one of KILL_REASONS."""
+        """End a child for `why`, one of KILL_REASONS (its end is told when reaped)."""
         self.kill(child, why)
         self.forget(child.chan)
-        if child.job is not None and not child.answered:
-            self.finish(child, "crashed", KILL_REASONS[why])
 
     def on_child_stderr(self, child: Child) -> None:
         """Read and drop: what a child prints is its own (attacker-chosen) text, never
@@ -388,12 +379,12 @@ class ForkServer:
             if child.killed:
                 continue
             with self.guard(child):
-                if child.state == BUSY and now >= child.deadline:
-                    # Past the deadline with no report: "timeout". With a report, the
-                    # child only failed to exit in its grace period: its report stands.
-                    self.kill(child, "deadline" if child.report is None else "exit_grace")
-                elif child.state == WARMING and now >= child.started + READY_TIMEOUT_S:
-                    self.kill(child, "setup")
+                if not child.ready and now >= child.started + READY_TIMEOUT_S:
+                    self.kill(child, "setup")         # its job, never read, goes elsewhere
+                elif child.ready and child.state == BUSY and now >= child.deadline:
+                    self.kill(child, "deadline")      # no answer yet: "timeout"
+                elif child.state == DONE and now >= child.deadline:
+                    self.kill(child, "exit_grace")    # answered: that answer stands
 
     def kill(self, child: Child, why: str) -> None:
         """SIGKILL the child (by pidfd: never a recycled pid; a child cannot fork, so it
@@ -405,97 +396,48 @@ class ForkServer:
             pass
 
     def reap(self, child: Child, wait_status: int, usage) -> None:
-        """The child is gone (the spawner reaped it): answer its job, forget it."""
+        """The child is gone (the spawner reaped it): tell the caller, forget it."""
         try:
-            # Its last words may still sit unread in the channel: read them first.
-            if child.report is None and child.state == BUSY:
-                self.on_child_message(child)
+            if not child.ready:
+                self.read_ready(child)                # "ready" may sit unread: it counts
             drain_stderr(child)
         finally:
             self.children.pop(child.pid, None)
+            self.lent.pop(child.serial, None)
             for fileobj in (child.chan, child.stderr_fd):
                 self.forget(fileobj)
             child.chan.close()
-            child.output.close()
-            protocol.close_all([child.stderr_fd, child.pidfd])
-        if child.answered:
-            return
-        if child.job is None:
-            if child.state == WARMING:
-                self.setup_failures += 1
-                if self.setup_failures >= MAX_SETUP_FAILURES:
-                    self.fatal("children die before they are confined: "
-                               + describe_wait(wait_status))
-            return
-        self.answer(child, wait_status, usage)
+            protocol.close_all([child.stderr_fd, child.pidfd, child.output_fd, child.line_fd])
+        if not child.ready and child.killed in (None, "setup"):   # not a death we caused
+            self.setup_failures += 1
+            if self.setup_failures >= MAX_SETUP_FAILURES:
+                self.fatal("children die before they are confined: "
+                           + describe_wait(wait_status))
+        if child.state in (LENT, BUSY):
+            self.tell_ended(child, wait_status, usage)
 
-    def answer(self, child: Child, wait_status: int, usage) -> None:
-        """Answer the job of a child that died without reporting: from its wait status."""
-        job = child.job
-        stats = {"wall_s": round(time.monotonic() - child.job_started, 6),
+    def tell_ended(self, child: Child, wait_status: int, usage) -> None:
+        """A lent child is gone before the caller had its answer: how it ended, from its
+        wait status (the caller prefers a report the child sent before dying)."""
+        limits = child.limits or self.limits
+        started = child.job_started or time.monotonic()
+        stats = {"wall_s": round(max(0.0, time.monotonic() - started), 6),
                  "cpu_s": round(usage.ru_utime + usage.ru_stime, 6),
                  "max_rss_mb": round(usage.ru_maxrss / 1024, 3)}
         exit_code = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else None
         sig = os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None
-        if child.killed in ("shutdown", "protocol", "setup", "invalid", "internal"):
+        if child.killed not in (None, "deadline", "exit_grace"):
             status, reason = "crashed", KILL_REASONS[child.killed]
         else:
             status, reason = classify_exit(
                 wait_status, killed_for_deadline=child.killed == "deadline",
-                cpu_s=stats["cpu_s"], cpu_limit_s=job.limits.cpu_s,
-                max_rss_mb=stats["max_rss_mb"], memory_limit_mb=job.limits.memory_mb)
-        self.finish(child, status, reason, stats=stats, exit_code=exit_code, signal=sig)
+                cpu_s=stats["cpu_s"], cpu_limit_s=limits.cpu_s,
+                max_rss_mb=stats["max_rss_mb"], memory_limit_mb=limits.memory_mb)
+        self.outbox.append({"type": "ended", "id": child.serial, "status": status,
+                            "reason": reason, "stats": stats, "exit_code": exit_code,
+                            "signal": sig, "unready": not child.ready})
 
-    def answer_report(self, child: Child, report: reports.Report) -> None:
-        """Turn a child's checked report into the job's result. Its size never depends
-        on the child: for ok, only `used` travels (the server reads the output table)."""
-        stats = {"wall_s": round(time.monotonic() - child.job_started, 6),
-                 "cpu_s": report.cpu_s, "max_rss_mb": report.max_rss_mb}
-        done = {"stats": stats, "exit_code": None, "signal": None}
-        job = child.job
-        if report.status == "ok" and report.used > output_bytes(job.limits):
-            # The memfd is sized for the sandbox's cap; this job's own may be lower.
-            self.finish(child, "output_too_large",
-                        f"outputs exceed {job.limits.output_mb} MB", **done)
-        elif report.status == "ok":
-            self.finish(child, "ok", "", used=report.used, fds=[child.output.fileno()], **done)
-        elif report.status == "error":
-            self.finish(child, "error", "the entry raised an exception", error=report.error,
-                        **done)
-        elif report.status == "memory":
-            self.finish(child, "memory", "ran out of memory (MemoryError)", **done)
-        else:
-            self.finish(child, "output_too_large",
-                        f"outputs exceed {job.limits.output_mb} MB", **done)
-
-    def finish(self, child: Child, status: str, reason: str, **fields) -> None:
-        """Send the job's one result (the first cause wins). The child's output memfd
-        stays open here until the child is reaped: every child holds the same four fds of
-        ours all its life (the result carries a dup)."""
-        if child.answered:
-            return
-        child.answered = True
-        stamps = child.job.stamps
-        if stamps is not None:                        # statistics only, like cpu_s
-            if child.report is not None and child.report.timings:
-                stamps.update(child.report.timings)
-            stamps["forkserver_answered"] = time.monotonic()
-            fields["stats"] = dict(fields.get("stats") or {}, timings=stamps)
-        self.send_result(child.job.id, status, reason, **fields)
-
-    # --- answers to the server ---------------------------------------------------------
-    def send_result(self, job_id, status: str, reason: str, *, fds: list[int] = (),
-                    **fields) -> None:
-        message = {"type": "result", "id": job_id, "status": status, "reason": reason, **fields}
-        # The fds are dup'ed so the job's MemFile can be closed now; the outbox owns these.
-        try:
-            dups = [os.dup(fd) for fd in fds]
-        except OSError:                               # out of descriptors: this job only
-            message, dups = {"type": "result", "id": job_id, "status": "busy",
-                             "reason": "the fork server ran out of descriptors"}, []
-        self.outbox.append(message, dups)
-        self.flush_outbox()
-
+    # --- to the caller ------------------------------------------------------------------
     def announce_ready(self) -> None:
         if self.announced:
             return
@@ -517,8 +459,8 @@ class ForkServer:
             self.running = False          # the server is gone
 
     def stop(self) -> None:
-        """Kill every child, wait (bounded) for the spawner to reap them, answer their
-        jobs, then end the spawner."""
+        """Kill every child, wait (bounded) for the spawner to reap them, tell the caller
+        how its lent ones ended, then end the spawner."""
         for child in self.children.values():
             self.kill(child, "shutdown")
         # Only the spawner's news now. (The loop's selector also watches the control
@@ -535,31 +477,17 @@ class ForkServer:
                     if not child.killed:                 # adopted while closing
                         self.kill(child, "shutdown")
         news.close()
-        for child in list(self.children.values()):   # the spawner never told: answer anyway
-            if child.job is not None:
-                with contextlib.suppress(Exception):
-                    self.finish(child, "crashed", KILL_REASONS["shutdown"])
         self.spawner.close()                          # EOF: the spawner kills, reaps, exits
         try:
             os.waitpid(self.spawner_pid, 0)
         except ChildProcessError:
             pass
-        for job in self.pending:
-            protocol.close_all(job.input_fds)
-            self.send_result(job.id, "crashed", "the sandbox is closing")
-        self.pending.clear()
         try:
             self.control.setblocking(True)
             self.control.settimeout(2.0)
             self.flush_outbox()
         except OSError:
             pass
-
-
-def output_bytes(limits: Limits) -> int:
-    """The size of an output memfd: the output cap plus room for the largest length
-    table (sandbox.trailer)."""
-    return (limits.output_mb << 20) + trailer.size(trailer.MAX_OUTPUTS)
 
 
 def drain_stderr(child: Child) -> None:
@@ -681,8 +609,7 @@ def main(control_fd: int) -> None:
     # few dozen huge-page entries instead of thousands (sandbox.hugepages).
     hugepages.collapse()
     server = ForkServer(control, entry, limits, Policy.from_dict(config["policy"]),
-                        int(config["workers"]), kept, timings=config.get("timings") is True,
-                        canary_fds=canary_fds)
+                        int(config["workers"]), kept, canary_fds=canary_fds)
     server.run()
     os._exit(0)
 

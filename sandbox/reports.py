@@ -1,8 +1,9 @@
 """What a child may say, checked field by field: its readiness and its one report.
 
-Runs in the fork server, on messages protocol.recv already size-capped and decoded.
-Every message from a child is untrusted: an unknown key, a wrong type, a number out of
-range is a ProtocolError, which ends that child's job as "crashed" and nothing else.
+Runs where a child's message arrives, on messages protocol.recv already size-capped and
+decoded: "ready" in the fork server, the report in the caller (sandbox.workers). Every
+message from a child is untrusted: an unknown key, a wrong type, a number out of range is
+a ProtocolError, which ends that child's job as "crashed" and nothing else.
 Reports are small by construction: the outputs' length table travels in the output
 memfd (sandbox.trailer), so a report only says how many bytes the child used.
 

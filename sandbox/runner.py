@@ -6,15 +6,21 @@ of sandbox.hugepages (nothing of the caller's secrets reaches it or its children
 caller's sys.path; it is restarted when it dies. All state lives on the event loop
 thread: no locks, no threads.
 
-Params travel to the child in a sealed memfd (the fork server never decodes them), and an
-ok job's outputs come back in one memfd whose length table (sandbox.trailer) is read and
-checked here, once: the only place that turns a child's output bytes into a Result.
+The fork server lends each warm child to this side (sandbox.workers): a job goes straight
+to its child on the child's job line, and its report comes straight back, one hop each
+way; the fork server only hears that the job started (it enforces the deadline from
+outside) and that it is done, and tells how a child ended when it died without a report.
+Params travel to the child in a sealed memfd, and an ok job's outputs come back in the
+child's output memfd, whose length table (sandbox.trailer) is read and checked here,
+once: the only place that turns a child's output bytes into a Result.
 Each fork-server death is one warning on the logger "sandbox" with
 extra={"fields": {"exit", "jobs_failed", "restarts"}}.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import errno
 import itertools
 import json
@@ -27,17 +33,23 @@ import sys
 import time
 from typing import Iterable
 
-from sandbox import hugepages, protocol, trailer
+from sandbox import hugepages, protocol, workers
 from sandbox.layers.base import LayerStatus
 from sandbox.layers.rlimits import MAX_JOB_FDS
 from sandbox.limits import Limits
 from sandbox.memfd import MemFile
 from sandbox.policy import Policy
-from sandbox.result import Outputs, Result, Stats
+from sandbox.result import Result, Stats
 
 START_TIMEOUT_S = 60.0        # imports + warm-up + first confined children
 RESULT_GRACE_S = 5.0          # beyond a job's wall limit before we stop trusting the fork server
 RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+HANDOVER_ATTEMPTS = 3         # children found dying as a job was sent to them, at most
+#: A job's answer when its child died before it was confined (so before it read the job):
+#: the job goes to another child.
+_NEVER_READ = Result("busy", reason="every child given the job died before it was ready; "
+                                    "retry later")
+WORKER_WAIT_S = 15.0          # for an idle child, with a slot: then "busy" (none can be made)
 
 log = logging.getLogger("sandbox")
 
@@ -47,6 +59,16 @@ _BOOT = "import sys; sys.path[:0] = {path!r}; from sandbox.forkserver import mai
 
 class SandboxError(Exception):
     """The sandbox cannot start (e.g. a required isolation layer is missing here)."""
+
+
+@dataclasses.dataclass(eq=False)
+class _Job:
+    """A job sent to its child, until its Result."""
+    worker: workers.Worker
+    limits: Limits
+    future: asyncio.Future
+    sent: float                          # when it went to the child (its wall_s starts)
+    timings: dict | None                 # sandbox.timings' stamps, when asked for
 
 
 class Sandbox:
@@ -88,7 +110,10 @@ class Sandbox:
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self._pidfd: int | None = None
-        self._futures: dict[int, asyncio.Future] = {}
+        self._jobs: dict[int, _Job] = {}             # by worker id: sent, not yet answered
+        self._pool: workers.Pool | None = None
+        self._told: collections.deque[dict] = collections.deque()   # to the fork server
+        self._telling = False                         # a writer waits to send _told
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
         self._in_flight = 0
@@ -153,10 +178,10 @@ class Sandbox:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True, cwd="/")
         theirs.close()
         self._sock = ours
+        self._pool = workers.Pool(self._loop)         # its children, none lent yet
         protocol.send(ours, {"entry": self.entry, "warmup": self.warmup, "canary": self.canary,
                              "limits": self.limits.to_dict(), "policy": self.policy.to_dict(),
                              "workers": self.workers, "sys_path": list(sys.path),
-                             "timings": self.timings,
                              "parent_pid": os.getpid()})
         ours.setblocking(False)
         self._ready = self._loop.create_future()
@@ -230,9 +255,8 @@ class Sandbox:
         return Result("busy", reason="the sandbox is starting")
 
     async def _run_now(self, inputs: list, params: dict, limits: Limits) -> Result:
-        started = time.monotonic() if self.timings else 0.0
+        stamps = {"caller_started": time.monotonic()} if self.timings else None
         owned: list[MemFile] = []
-        job_id = next(self._ids)
         try:
             try:
                 owned.append(_params_memfd(params))
@@ -246,52 +270,157 @@ class Sandbox:
                               error=f"{type(exc).__name__}: {str(exc)[:200]}")
             except OSError as exc:
                 return _unsent(exc)
-            future = self._loop.create_future()
-            self._futures[job_id] = future
-            sent = time.monotonic() if self.timings else 0.0
-            try:
-                await self._send({"type": "job", "id": job_id, "limits": limits.to_dict()},
-                                 [m.fileno() for m in owned])
-            except OSError as exc:
-                if self._sock is None or isinstance(exc, ConnectionError):
-                    return Result("restarting", reason="the fork server is gone; retry later")
-                return _unsent(exc)
-            # A plain await with a timer, not wait_for(shield()): each of those wrappers
-            # costs one more turn of the event loop between the result and this caller.
-            timer = self._loop.call_later(limits.wall_s + RESULT_GRACE_S + 10.0,
-                                          _time_out, future)
-            try:
-                result = await future
-            except asyncio.TimeoutError:
-                # The fork server enforces deadlines; if it did not answer, it is broken.
-                self._on_fork_server_exit("it stopped answering")
-                return Result("restarting", reason="the fork server stopped answering")
-            finally:
-                timer.cancel()
-            if result.stats.timings is not None:
-                result.stats.timings.update(caller_started=started, caller_sent=sent)
-            return result
+            for _ in range(HANDOVER_ATTEMPTS):
+                job = await self._hand_over([m.fileno() for m in owned], limits, stamps)
+                if isinstance(job, Result):
+                    return job
+                result = await self._answer(job, limits)
+                if result is not _NEVER_READ:
+                    return result
+            return _NEVER_READ
         finally:
-            self._futures.pop(job_id, None)
             for mem in owned:
                 if not any(mem is item for item in inputs):
                     mem.close()
 
-    async def _send(self, message: dict, fds: list[int]) -> None:
-        while True:
-            if self._sock is None:
-                raise ConnectionResetError("the fork server is gone")
+    async def _answer(self, job: _Job, limits: Limits) -> Result:
+        """The job's Result, from its child or the fork server; _NEVER_READ if its child
+        died before it was confined."""
+        # A plain await with a timer, not wait_for(shield()): each of those wrappers
+        # costs one more turn of the event loop between the result and this caller.
+        timer = self._loop.call_later(limits.wall_s + RESULT_GRACE_S + 10.0,
+                                      _time_out, job.future)
+        try:
+            return await job.future
+        except asyncio.TimeoutError:
+            # The fork server enforces deadlines; if it did not answer, it is broken.
+            self._on_fork_server_exit("it stopped answering")
+            return Result("restarting", reason="the fork server stopped answering")
+        except asyncio.CancelledError:
+            self._end(job, None, kill="abandoned")     # nobody waits: stop the child
+            raise
+        finally:
+            timer.cancel()
+
+    async def _hand_over(self, fds: list[int], limits: Limits,
+                         stamps: dict | None) -> _Job | Result:
+        """Send the job to an idle child (waiting for one if none is), and tell the fork
+        server it started. A child found dying as the job is sent gives way to another."""
+        header = {"type": "job", "inputs": len(fds) - 1, "limits": limits.to_dict()}
+        if stamps is not None:
+            header["timings"] = True
+        for _ in range(HANDOVER_ATTEMPTS):
+            pool = self._pool
+            worker = await pool.take(WORKER_WAIT_S)
+            if isinstance(worker, Result):
+                return worker                     # the fork server died or was closed
+            if pool.failed:                       # handed over just before it died
+                worker.close()
+                return Result("restarting", reason="the fork server died; retry later")
+            if stamps is not None:
+                stamps["worker_found"] = time.monotonic()
+            sent = time.monotonic()                   # sending now: the child may wake first
             try:
-                protocol.send(self._sock, message, fds)
-                return
+                protocol.send(worker.line, header, fds)
+            except OSError as exc:
+                self._tell({"type": "done", "id": worker.id, "kill": "unlent"})
+                worker.close()
+                if exc.errno in protocol.EXHAUSTED:
+                    return _unsent(exc)
+                continue
+            job = _Job(worker, limits, self._loop.create_future(), sent, stamps)
+            if stamps is not None:
+                stamps["caller_sent"] = sent
+            self._jobs[worker.id] = job
+            self._tell({"type": "started", "id": worker.id, "limits": limits.to_dict()})
+            self._loop.add_reader(worker.line.fileno(), self._on_line, job)
+            return job
+        return Result("busy", reason="every child given the job was gone; retry later")
+
+    def _on_line(self, job: _Job) -> None:
+        """The child's line is readable: its report (checked), or its end."""
+        if job.future.done():
+            return
+        try:
+            report, output = workers.read_report(job.worker, job.timings is not None)
+        except BlockingIOError:
+            return
+        except EOFError:
+            self._stop_reading(job.worker)        # it died: the fork server says how
+            return
+        except protocol.FdsDropped:
+            if workers.out_of_descriptors(job.worker.line):   # ours to answer: not its fault
+                self._end(job, Result("busy", reason="out of descriptors receiving the "
+                                      "job's outputs"), kill=None)
+            else:                                 # it sent more than its one memfd
+                self._end(job, Result("crashed", reason="sent an invalid report"),
+                          kill="invalid")
+            return
+        except protocol.ProtocolError:
+            self._end(job, Result("crashed", reason="sent an invalid report", stats=Stats(
+                wall_s=round(time.monotonic() - job.sent, 6))), kill="invalid")
+            return
+        received = time.monotonic()
+        result = workers.result_from_report(report, output, job.limits,
+                                            received - job.sent, job.timings)
+        if job.timings is not None:
+            job.timings.update(caller_received=received, caller_done=time.monotonic())
+        self._end(job, result, kill=None)
+
+    def _end(self, job: _Job, result: Result | None, kill: str | None,
+             tell: bool = True) -> None:
+        """A job is over: stop reading its line, close it, tell the fork server (`kill`:
+        also end the child), answer."""
+        if self._jobs.get(job.worker.id) is job:
+            del self._jobs[job.worker.id]
+        self._stop_reading(job.worker)
+        job.worker.close()
+        if tell:
+            self._tell({"type": "done", "id": job.worker.id, "kill": kill})
+        if result is not None and not job.future.done():
+            job.future.set_result(result)
+        elif result is not None:
+            result.close()                        # its caller gave up: nobody to hand it to
+
+    def _stop_reading(self, worker: workers.Worker) -> None:
+        if worker.line.fileno() >= 0:
+            try:
+                self._loop.remove_reader(worker.line.fileno())
+            except (ValueError, RuntimeError):
+                pass
+
+    def _tell(self, message: dict) -> None:
+        """Send the fork server a message, in order, never blocking (a full socket waits
+        for a writer callback)."""
+        if self._sock is not None:
+            self._told.append(message)
+            self._flush_told()
+
+    def _flush_told(self) -> None:
+        while self._told and self._sock is not None:
+            try:
+                protocol.send(self._sock, self._told[0])
             except BlockingIOError:
-                await asyncio.sleep(0.001)   # the fork server's buffer is full: rare, brief
+                if not self._telling:
+                    self._loop.add_writer(self._sock.fileno(), self._flush_told)
+                    self._telling = True
+                return
+            except OSError:
+                self._told.clear()                # it is gone: its pidfd tells the rest
+                break
+            self._told.popleft()
+        if self._telling and self._sock is not None:
+            self._loop.remove_writer(self._sock.fileno())
+        self._telling = False
 
     def run_sync(self, inputs, params: dict | None = None, limits: Limits | None = None) -> Result:
         """Blocking twin of run() for command-line use; starts the sandbox on first use."""
         if self._sync_loop is None:
             self._sync_loop = asyncio.new_event_loop()
             self._sync_loop.run_until_complete(self.start())
+        # Children lent while no loop ran were idle with no job waiting: take them (and
+        # so send their canary) before this job looks for one, as a running loop would.
+        self._on_readable()
         return self._sync_loop.run_until_complete(self.run(inputs, params, limits))
 
     def close_sync(self) -> None:
@@ -317,65 +446,72 @@ class Sandbox:
             self._on_fork_server_exit("it closed its channel")
 
     def _on_message(self, message: dict, fds: list[int] | None) -> None:
-        """One message of the fork server: a result, its readiness, or why it gave up.
-        fds is None when the kernel dropped them because we are out of descriptors."""
+        """One message of the fork server: a lent child, a child's end, its readiness, or
+        why it gave up. fds is None when the kernel dropped them because we are out of
+        descriptors."""
         kind = message.get("type")
-        if fds is None:
-            if kind == "result" and message.get("status") == "ok":
-                message = {"type": "result", "id": message.get("id"), "status": "busy",
-                           "reason": "out of descriptors receiving the job's outputs"}
-            fds = []
-        if kind == "result":
-            self._on_result(message, fds)
+        if kind == "worker":
+            self._on_worker(message, fds)
+            return
+        protocol.close_all(fds or ())
+        if kind == "ended":
+            self._on_ended(message)
         elif kind == "ready":
-            protocol.close_all(fds)
             self._layers = message.get("layers", [])
             if not self._ready.done():
                 self._ready.set_result(None)
         elif kind == "fatal":
-            protocol.close_all(fds)
             if not self._ready.done():
                 self._ready.set_exception(SandboxError(message.get("reason", "")))
-        else:
-            protocol.close_all(fds)
 
-    def _on_result(self, message: dict, fds: list[int]) -> None:
-        received = time.monotonic() if self.timings else 0.0
-        future = self._futures.pop(message.get("id"), None)
-        if future is None or future.done():
-            protocol.close_all(fds)          # its caller gave up: nobody to hand it to
+    def _on_worker(self, message: dict, fds: list[int] | None) -> None:
+        """A ready child lent to us: its job line, and its output memfd's identity. Given
+        to the first caller waiting; else idle, and told to run its canary meanwhile
+        (sandbox.child)."""
+        worker_id = message.get("id")
+        try:
+            output = message["output"]
+            key, size = (int(output["dev"]), int(output["ino"])), int(output["size"])
+            if fds is None or len(fds) != 1:
+                raise ValueError("no job line")
+        except (KeyError, TypeError, ValueError):
+            protocol.close_all(fds or ())
+            if type(worker_id) is int:            # unusable here: let it go
+                self._tell({"type": "done", "id": worker_id, "kill": "dropped"})
+            if fds is None:                       # we are out of descriptors: not its fault
+                self._pool.refuse_first(Result("busy", reason="out of descriptors "
+                                               "receiving a child for the job"))
+            return
+        line = socket.socket(fileno=fds[0])
+        line.setblocking(False)
+        worker = workers.Worker(worker_id, line, key, size)
+        if not self._pool.offer(worker) and self.canary:
+            try:
+                protocol.send(line, {"type": "canary"})
+            except OSError:
+                pass                              # it is dying: the fork server will say
+
+    def _on_ended(self, message: dict) -> None:
+        """A lent child is gone: an idle one is forgotten; a job's is answered from its
+        report if it sent one before dying, else from how it ended."""
+        job = self._jobs.get(message.get("id"))
+        if job is None:
+            self._pool.discard(message.get("id"))
+            return
+        self._on_line(job)                        # a report sent before its end wins
+        if job.future.done():
+            return
+        if message.get("unready") is True:        # it never read the job: another will
+            self._end(job, _NEVER_READ, kill=None, tell=False)
             return
         try:
-            if message.get("status") == "ok":
-                result = self._ok_result(message, fds.pop())
-            else:
-                result = Result(
-                    status=message["status"], reason=message.get("reason", ""),
-                    error=message.get("error"), stats=Stats(**message.get("stats", {})),
-                    exit_code=message.get("exit_code"), signal=message.get("signal"))
+            result = Result(status=message["status"], reason=message.get("reason", ""),
+                            stats=Stats(**message.get("stats", {})),
+                            exit_code=message.get("exit_code"), signal=message.get("signal"))
         except Exception as exc:
             result = Result("crashed", reason="malformed result from the fork server: "
                             + type(exc).__name__)
-        finally:
-            protocol.close_all(fds)
-        if result.stats.timings is not None:
-            result.stats.timings.update(caller_received=received, caller_done=time.monotonic())
-        future.set_result(result)
-
-    def _ok_result(self, message: dict, output_fd: int) -> Result:
-        """An ok job's Result, its outputs located by the table the child wrote."""
-        out = MemFile(fd=output_fd)              # the Result owns it from here
-        try:
-            spans = trailer.read_spans(out, message.get("used"))
-            return Result("ok", outputs=Outputs(out, spans),
-                          stats=Stats(**message.get("stats", {})))
-        except trailer.TrailerError:
-            out.close()
-            return Result("crashed", reason="sent an invalid output table",
-                          stats=Stats(**message.get("stats", {})))
-        except BaseException:
-            out.close()
-            raise
+        self._end(job, result, kill=None, tell=False)
 
     def _on_fork_server_exit(self, why: str = "") -> None:
         """The fork server died (or closed its socket, or stopped answering): answer its
@@ -415,12 +551,14 @@ class Sandbox:
                 continue
 
     def _fail_all(self, status: str, reason: str) -> int:
-        futures, self._futures = self._futures, {}
+        """Answer every job sent and every caller waiting for a child; return how many."""
+        jobs, self._jobs = self._jobs, {}
         failed = 0
-        for future in futures.values():
-            if not future.done():
-                future.set_result(Result(status, reason=reason))
-                failed += 1
+        for job in jobs.values():
+            failed += not job.future.done()
+            self._end(job, Result(status, reason=reason), kill=None, tell=False)
+        if self._pool is not None:
+            failed += self._pool.fail(Result(status, reason=reason))
         return failed
 
     def _kill_fork_server(self) -> str:
@@ -429,8 +567,12 @@ class Sandbox:
         if self._sock is not None:
             try:
                 self._loop.remove_reader(self._sock.fileno())
+                if self._telling:
+                    self._loop.remove_writer(self._sock.fileno())
             except (ValueError, RuntimeError):
                 pass
+            self._telling = False
+            self._told.clear()
             self._sock.close()
             self._sock = None
         if self._pidfd is not None:

@@ -5,13 +5,14 @@ during which a single-threaded fork server could neither relay a finished job's 
 nor dispatch the next. So the fork server forks this helper once, before any child, and
 asks it for children. It runs single-threaded and unconfined (it must fork), never sees a
 job, and does three things: fork a child on request (the child confines itself and waits
-for its job); hand the fork server that child's job channel, stderr pipe, a pidfd and its
-output memfd; and reap every child it made, sending the fork server its wait status and
-resource usage. Each child's output memfd is made here, just before its fork: fresh for
-every child (never one a job has written), pre-sized and sealed, off the job's path.
+for its job); hand the fork server that child's control channel, stderr pipe, a pidfd,
+its output memfd and the caller's end of its job line; and reap every child it made,
+sending the fork server its wait status and resource usage. Each child's output memfd
+is made here, just before its fork: fresh for every child (never one a job has
+written), pre-sized and sealed, off the job's path.
 
-Messages to the fork server: {"type": "spawned", "pid"} with fds [channel, stderr, pidfd,
-output];
+Messages to the fork server: {"type": "spawned", "pid"} with fds [control channel, stderr,
+pidfd, output, line];
 {"type": "exited", "pid", "status", "utime", "stime", "maxrss_kb"}.
 
 A fork that fails (EAGAIN: a child took every pid of the container's pids limit with
@@ -20,6 +21,7 @@ The fork server's count of requested children stays right, and nothing else wait
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -37,7 +39,7 @@ SPAWN_RETRY_S = 0.05          # after a failed fork (out of pids, memory or fds)
 
 class Spawner:
     def __init__(self, sock: socket.socket,
-                 become_child: Callable[[socket.socket, int, int], NoReturn],
+                 become_child: Callable[[socket.socket, socket.socket, int, int], NoReturn],
                  output_bytes: int) -> None:
         self.sock = sock
         self.become_child = become_child
@@ -80,60 +82,40 @@ class Spawner:
 
     def spawn(self) -> None:
         """Fork one child and hand it over; OSError (nothing left behind) if we cannot."""
-        parent_chan, child_chan = protocol.socketpair()
-        try:
+        with contextlib.ExitStack() as made:        # everything made here, closed on failure
+            parent_chan, child_chan = _closing(made, *protocol.socketpair())
+            caller_line, child_line = _closing(made, *protocol.socketpair())
             stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
-        except OSError:
-            parent_chan.close()
-            child_chan.close()
-            raise
-        try:
-            output = MemFile.fixed_size(self.output_bytes, "sandbox-output")
-        except OSError:
-            parent_chan.close()
-            child_chan.close()
-            protocol.close_all([stderr_r, stderr_w])
-            raise
-        try:
+            made.callback(protocol.close_all, [stderr_r, stderr_w])
+            output = made.enter_context(MemFile.fixed_size(self.output_bytes,
+                                                           "sandbox-output"))
             pid = _sys.fork_without_python_hooks()      # single-threaded: see its doc
-        except OSError:
-            parent_chan.close()
-            child_chan.close()
-            protocol.close_all([stderr_r, stderr_w])
-            output.close()
-            raise
-        if pid == 0:                                 # the child: never returns
+            if pid == 0:                                 # the child: never returns
+                try:
+                    _reseed_random()
+                    parent_chan.close()
+                    caller_line.close()
+                    os.close(stderr_r)
+                    self.become_child(child_chan, child_line, stderr_w, output.fileno())
+                finally:
+                    os._exit(70)
             try:
-                _reseed_random()
-                parent_chan.close()
-                os.close(stderr_r)
-                self.become_child(child_chan, stderr_w, output.fileno())
-            finally:
-                os._exit(70)
-        child_chan.close()
-        os.close(stderr_w)
-        try:
-            os.setpgid(pid, pid)                     # both sides set it: no race
-        except OSError:
-            pass
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:                              # out of fds: this child never starts
-            os.kill(pid, signal.SIGKILL)             # still our unreaped child: no reuse
-            os.waitpid(pid, 0)
-            parent_chan.close()
-            os.close(stderr_r)
-            output.close()
-            raise
-        self.pidfds[pid] = pidfd
-        self.selector.register(pidfd, selectors.EVENT_READ, pid)
-        try:
+                os.setpgid(pid, pid)                     # both sides set it: no race
+            except OSError:
+                pass
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:                              # out of fds: this child never starts
+                os.kill(pid, signal.SIGKILL)             # still our unreaped child: no reuse
+                os.waitpid(pid, 0)
+                raise
+            self.pidfds[pid] = pidfd
+            self.selector.register(pidfd, selectors.EVENT_READ, pid)
+            # The fork server holds them now; if this fails, the child's channel closes
+            # (it exits, reaped like any other) and the spawn stays owed.
             protocol.send(self.sock, {"type": "spawned", "pid": pid},
-                          [parent_chan.fileno(), stderr_r, pidfd, output.fileno()])
-        finally:
-            parent_chan.close()                      # the fork server holds them now
-            os.close(stderr_r)
-            output.close()
+                          [parent_chan.fileno(), stderr_r, pidfd, output.fileno(),
+                           caller_line.fileno()])
 
     def reap(self, pid: int) -> None:
         """A child exited: collect it and tell the fork server how it ended."""
@@ -169,7 +151,13 @@ def _reseed_random() -> None:
         module.seed()
 
 
-def start(become_child: Callable[[socket.socket, int, int], NoReturn],
+def _closing(stack: contextlib.ExitStack, *socks: socket.socket) -> tuple[socket.socket, ...]:
+    for sock in socks:
+        stack.callback(sock.close)
+    return socks
+
+
+def start(become_child: Callable[[socket.socket, socket.socket, int, int], NoReturn],
           output_bytes: int) -> tuple[int, socket.socket]:
     """In the fork server: fork the spawner; return its pid and the socket to it.
     output_bytes: the size of each child's output memfd (the output cap)."""

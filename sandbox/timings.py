@@ -2,11 +2,12 @@
 
 Opt-in (Sandbox(timings=True)); off, no stamp is taken or sent. Every stamp is
 time.monotonic() (CLOCK_MONOTONIC, one clock for every process on the host: the
-children's namespaces include no time namespace), in seconds. The caller, the fork
-server and the child each stamp their own hops; the result's Stats.timings holds them
-all, and hops() turns them into the breakdown bench/sandbox_bench.py prints.
+children's namespaces include no time namespace), in seconds. The caller and the child
+each stamp their own hops (a job never passes through the fork server); the result's
+Stats.timings holds them all, and hops() turns them into the breakdown
+bench/sandbox_bench.py prints.
 
-A child's stamps are numbers it chose: parse_child (run in the fork server) accepts only
+A child's stamps are numbers it chose: parse_child (run by the caller) accepts only
 the known names with finite values in range, else the report is invalid and that job
 "crashed". They are never used for any decision (deadlines, limits, statuses): only
 copied into the Result, where they are statistics like cpu_s.
@@ -21,11 +22,9 @@ from sandbox.protocol import ProtocolError
 #: written into the output memfd, report about to be sent.
 CHILD = ("child_woke", "entry_started", "entry_ended", "outputs_written", "child_reported")
 #: Every stamp, in the order a job passes them.
-ORDER = ("caller_started", "caller_sent",                   # Sandbox.run: memfds made, sent
-         "forkserver_received", "forkserver_dispatched",     # read from the caller, sent on
-         *CHILD,
-         "forkserver_got_report", "forkserver_answered",     # the child's report, the result
-         "caller_received", "caller_done")                   # read by the caller, Result made
+ORDER = ("caller_started", "worker_found", "caller_sent",   # Sandbox.run: memfds made, an
+         *CHILD,                                             # idle child taken, job sent
+         "caller_received", "caller_done")                   # report read, Result made
 _MAX = 1e12
 
 

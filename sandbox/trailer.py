@@ -1,7 +1,8 @@
 """The output length table, which travels in the output memfd after the outputs.
 
-Written by the child (encode), read once by the server (read_spans, sandbox.runner)
-from a memfd whose size the fork server fixed and sealed. Layout of the `used` bytes:
+Written by the child (encode), read once by the server (read_spans, sandbox.workers)
+from a memfd whose size the spawner fixed and sealed (memfd_size). Layout of the `used`
+bytes:
 
     output 0 | output 1 | ... | length 0 .. length n-1 (u64 LE each) | n (u64 LE) | MAGIC
 
@@ -24,6 +25,12 @@ _FOOTER = _COUNT.size + len(MAGIC)
 
 class TrailerError(Exception):
     """The output table is not valid: the child wrote something else."""
+
+
+def memfd_size(output_mb: int) -> int:
+    """The size of a child's output memfd: the output cap plus room for the largest
+    length table."""
+    return (output_mb << 20) + size(MAX_OUTPUTS)
 
 
 def size(count: int) -> int:

@@ -47,12 +47,14 @@ class Loop:
         return result.status
 
     def settle(self, timeout_s: float = 15.0) -> None:
-        """Until the fork server is ready and its children are just the warm ones: every
-        attacker child killed and reaped."""
+        """Until the fork server is ready and its children are just the warm ones, each
+        lent to the caller (its job line here, not in the fork server nor in transit):
+        every attacker child killed and reaped."""
         self.loop.run_until_complete(wait_ready(self.sb))
         self.loop.run_until_complete(self.sb.run([], {"do": "nothing"}))
         deadline = time.monotonic() + timeout_s
-        while len(children(self.sb.fork_server_pid)) != self.sb.workers:
+        while (len(children(self.sb.fork_server_pid)) != self.sb.workers
+               or len(self.sb._pool.idle) != self.sb.workers):
             assert time.monotonic() < deadline, "the fork server kept extra children"
             self.loop.run_until_complete(asyncio.sleep(0.05))
 

@@ -26,7 +26,7 @@ def hostile_beside_innocent(box, params, *, innocents: int = 1, delay_s: float =
     hostile, statuses = box.run(box.job(params, limits=limits), neighbours())
     assert statuses == ["ok"] * innocents
     assert box.sb.fork_server_pid == pid and box.sb.restarts == 0 and box.sb.ready
-    assert hostile.status in STATUSES and not box.sb._futures
+    assert hostile.status in STATUSES and not box.sb._jobs
     return hostile
 
 

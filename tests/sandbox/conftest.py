@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 
 import pytest
@@ -42,3 +44,12 @@ async def wait_ready(sb: Sandbox, timeout_s: float = 20.0) -> None:
     while not sb.ready:
         assert time.monotonic() < deadline, "sandbox did not become ready"
         await asyncio.sleep(0.05)
+
+
+def memfds_held() -> int:
+    """The memfds this process holds (idle children's job lines come and go besides)."""
+    held = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            held += os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:")
+    return held

@@ -220,7 +220,7 @@ def kill_me_at(inputs, params):
 
 
 def dispatch(inputs, params):
-    if params["do"] in ("speak", "forge_trailer"):
+    if params["do"] in ("speak", "forge_trailer", "report_with"):
         return getattr(hostile, params["do"])(inputs, params)
     return globals()[params["do"]](inputs, params)
 

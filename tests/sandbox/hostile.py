@@ -1,8 +1,8 @@
 """Hostile entries: attacker code in a confined child, speaking on its own job channel.
 
 Imported by tests.sandbox.entries (so by the fork server, before any fork). Each entry
-finds the child's channel to the fork server (the one socket among its descriptors) and
-sends it bytes of the test's choosing: the fork server must end that job and nothing else.
+finds the child's job line to the caller and sends it bytes of the test's choosing: the
+caller must end that job and nothing else.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 
 
 def channel() -> socket.socket:
-    """The job channel, taken from the frame of sandbox.child.main up the stack (the
+    """The job line, taken from the frame of sandbox.child.main up the stack (the
     policy forbids making a socket object from a bare fd: the child keeps its own)."""
     frame = sys._getframe()
     while frame is not None:
@@ -25,16 +25,25 @@ def channel() -> socket.socket:
     raise RuntimeError("no channel found")
 
 
+def report_ok(used: int) -> None:
+    """Send a forged ok report of `used` bytes with the output memfd, as an ok report
+    must carry it (sandbox.workers)."""
+    socket.send_fds(channel(), [('{"type":"report","status":"ok","used":%d}' % used).encode()],
+                    [output_fd()])
+
+
 def output_fd() -> int:
-    """The output memfd: the largest regular file left open (inputs and params are
-    closed once read)."""
+    """The output memfd: the largest regular file left open that may be written (inputs
+    stay open, sealed against writes; params are closed once read)."""
+    import fcntl
     best, best_size = None, -1
     for fd in range(3, 256):
         try:
             info = os.fstat(fd)
+            sealed = fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_WRITE
         except OSError:
             continue
-        if stat.S_ISREG(info.st_mode) and info.st_size > best_size:
+        if stat.S_ISREG(info.st_mode) and not sealed and info.st_size > best_size:
             best, best_size = fd, info.st_size
     if best is None:
         raise RuntimeError("no output memfd found")
@@ -92,5 +101,26 @@ def forge_trailer(inputs, params):
     with mmap.mmap(output_fd(), len(blob)) as window:
         window[:] = blob
     used = params.get("used", len(blob))
-    channel().send(('{"type":"report","status":"ok","used":%d}' % used).encode())
+    report_ok(used)
+    os._exit(0)
+
+
+def report_with(inputs, params):
+    """Write one real output ("mine") and its table, then report ok carrying
+    params["fds"]: names of descriptors to hand over instead of (or with) the output
+    memfd: "output", "input" (the job's first input's memfd), "stderr", "line" (the job
+    line itself); [] hands over none. Then exit."""
+    import mmap
+
+    from sandbox import inputs as job_inputs
+    from sandbox import trailer
+    body = b"mine"
+    blob = body + trailer.encode([len(body)])
+    out = output_fd()
+    with mmap.mmap(out, len(blob)) as window:
+        window[:] = blob
+    named = {"output": out, "stderr": 2, "line": channel().fileno(),
+             "input": job_inputs.fileno(inputs[0]) if inputs else 2}
+    report = ('{"type":"report","status":"ok","used":%d}' % len(blob)).encode()
+    socket.send_fds(channel(), [report], [named[name] for name in params["fds"]])
     os._exit(0)

@@ -1,5 +1,6 @@
-"""Out of descriptors in the caller's process: that job answers "busy"; the fork server
-is not taken for broken (the kernel drops the fds of a message we cannot receive)."""
+"""Out of descriptors in the caller's process: that job answers "busy"; a child lent
+while none are left is given back; the fork server is not taken for broken (the kernel
+drops the fds of a message we cannot receive)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,6 +9,7 @@ import os
 import resource
 import time
 
+import psutil
 import pytest
 
 from sandbox import Sandbox
@@ -38,7 +40,7 @@ def no_descriptors_left():
 
 async def wait_sent(sb: Sandbox, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while not sb._futures:
+    while not sb._jobs:
         assert time.monotonic() < deadline, "the job was never sent"
         await asyncio.sleep(0.01)
 
@@ -52,8 +54,33 @@ async def test_a_result_whose_memfd_cannot_be_received_is_busy():
         await wait_sent(sb)
         with no_descriptors_left():
             result = await job
-            refused = await sb.run([b"x"], JOB)      # cannot even make its params memfd
+            # Its memfds cannot be made (EMFILE), or, made with the fds the first job's
+            # end freed, its outputs cannot be received: busy either way.
+            refused = await sb.run([b"x"], JOB)
         assert result.status == "busy" and "descriptors" in result.reason, result
-        assert refused.status == "busy" and "EMFILE" in refused.reason, refused
-        assert sb.fork_server_pid == pid and sb.restarts == 0 and not sb._futures
+        assert refused.status == "busy" and ("EMFILE" in refused.reason
+                                             or "descriptors" in refused.reason), refused
+        assert sb.fork_server_pid == pid and sb.restarts == 0 and not sb._jobs
         assert (await sb.run([b"x"], JOB)).outputs == [b"x!"]
+
+
+async def test_a_child_whose_descriptors_were_dropped_is_given_back():
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=1, queue=2) as sb:
+        pid = sb.fork_server_pid
+        assert (await sb.run([b"x"], JOB)).ok
+        deadline = time.monotonic() + 10
+        while not sb._pool.idle:
+            assert time.monotonic() < deadline, "no child was lent"
+            await asyncio.sleep(0.01)
+        # As when the kernel dropped its fds (EMFILE): the message alone arrives. (Its
+        # line is held meanwhile: a child whose line closes exits by itself.)
+        lost = sb._pool.idle.popleft()
+        [child] = psutil.Process(pid).children()[0].children()
+        try:
+            sb._on_worker({"type": "worker", "id": lost.id}, None)
+            psutil.wait_procs([child], timeout=10)
+            assert not child.is_running()                            # given back: killed
+        finally:
+            lost.close()
+        assert (await sb.run([b"x"], JOB)).outputs == [b"x!"]        # its successor serves
+        assert sb.fork_server_pid == pid and sb.restarts == 0

@@ -20,13 +20,13 @@ def test_big_params_travel(sb, size):
     # Over ~210 KB, params in the job message raised EMSGSIZE/ValueError out of run().
     result = run(sb, "params_size", blob="p" * size)
     assert result.status == "ok" and result.outputs == [str(size).encode()], result
-    assert not sb._futures
+    assert not sb._jobs
 
 
 def test_params_that_are_not_json_are_an_error_result(sb):
     result = sb.run_sync([], {"do": "nothing", "x": object()})
     assert result.status == "error" and "TypeError" in result.error, result
-    assert not sb._futures
+    assert not sb._jobs
 
 
 def test_too_many_inputs_is_the_one_exception_and_nothing_is_sent(sb):
@@ -39,7 +39,7 @@ def test_too_many_inputs_is_the_one_exception_and_nothing_is_sent(sb):
 
 def test_inputs_that_are_not_bytes_are_an_error_result(sb):
     result = sb.run_sync([42], {"do": "nothing"})
-    assert result.status == "error" and not sb._futures, result
+    assert result.status == "error" and not sb._jobs, result
 
 
 async def test_no_future_is_left_behind_whatever_happens():
@@ -54,7 +54,7 @@ async def test_no_future_is_left_behind_whatever_happens():
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert [getattr(r, "status", "cancelled") for r in results] == \
             ["ok", "crashed", "error", "ok", "cancelled"], results
-        assert not sb._futures
+        assert not sb._jobs
 
 
 def _holds(pid: int, marker: bytes) -> bool:

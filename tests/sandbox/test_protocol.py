@@ -1,5 +1,6 @@
-"""The protocol as a trust boundary: whatever a child sends on its channel ends its own
-job (crashed) and nothing else; the fork server and the job beside it never notice."""
+"""The protocol as a trust boundary: whatever a child sends on its job line ends its own
+job (crashed) and nothing else; the caller, the fork server and the job beside it never
+notice."""
 from __future__ import annotations
 
 import asyncio
@@ -41,7 +42,7 @@ def hostile_beside_innocent(pair, messages, then="return"):
     assert innocent.status == "ok" and innocent.outputs == [b"innocent!"], innocent
     assert sb.fork_server_pid == pid and sb.ready
     assert hostile.status in STATUSES
-    assert not sb._futures
+    assert not sb._jobs
     return hostile
 
 
@@ -189,24 +190,41 @@ def test_recv_turns_every_decoding_failure_into_a_protocol_error():
             protocol.recv(ours, max_bytes=4096)
 
 
-def test_an_unsendable_result_is_replaced_by_a_crashed_one():
-    # EMSGSIZE on one result answers that job crashed; only EPIPE/ECONNRESET/EOF means
+def test_an_unsendable_end_is_replaced_by_a_crashed_one():
+    # EMSGSIZE on one child's end says that child crashed; only EPIPE/ECONNRESET/EOF means
     # the server is gone.
     ours, theirs = protocol.socketpair()
     with ours, theirs:
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         ours.setblocking(False)
         outbox = Outbox(ours)
-        outbox.append({"type": "result", "id": 7, "status": "ok", "reason": "x" * 100_000})
-        outbox.append({"type": "result", "id": 8, "status": "ok", "reason": ""})
+        outbox.append({"type": "ended", "id": 7, "status": "ok", "reason": "x" * 100_000})
+        outbox.append({"type": "ended", "id": 8, "status": "ok", "reason": ""})
         assert outbox.flush() is True
         first, _ = protocol.recv(theirs)
         second, _ = protocol.recv(theirs)
         assert first["id"] == 7 and first["status"] == "crashed", first
-        assert second == {"type": "result", "id": 8, "status": "ok", "reason": ""}
+        assert second == {"type": "ended", "id": 8, "status": "ok", "reason": ""}
         theirs.close()
-        outbox.append({"type": "result", "id": 9, "status": "ok", "reason": ""})
+        outbox.append({"type": "ended", "id": 9, "status": "ok", "reason": ""})
         assert outbox.flush() is False                  # now the peer is gone
+
+
+def test_a_lent_child_that_cannot_be_sent_is_dropped_and_its_fds_closed():
+    ours, theirs = protocol.socketpair()
+    with ours, theirs:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        ours.setblocking(False)
+        outbox, dropped = Outbox(ours), []
+        fd = os.open("/dev/null", os.O_RDONLY)
+        outbox.append({"type": "worker", "id": 3, "pad": "x" * 100_000}, [fd],
+                      dropped=lambda: dropped.append(3))
+        assert outbox.flush() is True and dropped == [3]
+        with pytest.raises(OSError):
+            os.fstat(fd)                                # the outbox closed it
+        theirs.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            theirs.recv(1)                              # and nothing was sent
 
 
 def test_no_log_line_from_children(pair, caplog):
@@ -215,38 +233,34 @@ def test_no_log_line_from_children(pair, caplog):
     assert not [r for r in caplog.records if r.name == "sandbox"]
 
 
-@pytest.mark.parametrize("message, fds", [
-    ({"type": "job", "id": 9001, "limits": {}}, 1),                     # limits missing
-    ({"type": "job", "id": 9002, "limits": "fast"}, 1),
-    ({"type": "job", "id": 9003, "limits": TEST_LIMITS.to_dict()}, 0),  # no params memfd
-    ({"type": "job", "id": "9004", "limits": TEST_LIMITS.to_dict()}, 1),  # not answerable
-    ({"type": "job", "limits": TEST_LIMITS.to_dict()}, 1),
-    ({"type": "surprise"}, 2),
-    ({"type": "job", "id": 9005, "limits": {**TEST_LIMITS.to_dict(), "wall_s": -1}}, 1),
+@pytest.mark.parametrize("message", [
+    {"type": "started", "id": 10 ** 9, "limits": TEST_LIMITS.to_dict()},   # no such child
+    {"type": "started", "id": "1", "limits": TEST_LIMITS.to_dict()},
+    {"type": "started"},
+    {"type": "done", "id": 10 ** 9, "kill": "everything"},
+    {"type": "surprise", "id": None},
+    {"type": "started", "id": "IDLE", "limits": "fast"},         # a real child, broken limits
+    {"type": "started", "id": "IDLE", "limits": {**TEST_LIMITS.to_dict(), "wall_s": -1}},
+    {"type": "done", "id": "IDLE", "kill": "everything"},
 ])
-def test_a_malformed_job_message_answers_that_job_only(pair, message, fds):
-    """Caller-facing code too: a job message the fork server cannot take is answered
-    "crashed" (when it has an id to answer) and the fork server goes on."""
+def test_a_malformed_word_from_the_caller_ends_at_most_the_child_it_names(pair, message):
+    """Caller-facing code too: a message the fork server cannot take ends no more than
+    the one lent child it names (never the fork server), and the next job is served."""
     loop, sb = pair
     pid = sb.fork_server_pid
 
     async def send():
-        job_id = message.get("id")
-        future = loop.create_future()
-        if isinstance(job_id, int):
-            sb._futures[job_id] = future
-        held = [os.open("/dev/null", os.O_RDONLY) for _ in range(fds)]
-        try:
-            await sb._send(message, held)
-        finally:
-            protocol.close_all(held)
-        if isinstance(job_id, int):
-            return await asyncio.wait_for(future, 5)
-        return None
+        deadline = loop.time() + 10
+        while not sb._pool.idle:
+            assert loop.time() < deadline, "no child was lent"
+            await asyncio.sleep(0.01)
+        if message.get("id") == "IDLE":
+            sb._tell(dict(message, id=sb._pool.idle[0].id))
+        else:
+            sb._tell(message)
+        await asyncio.sleep(0.05)
+        return await sb.run([b"after"], INNOCENT)
 
-    answer = loop.run_until_complete(send())
-    if answer is not None:
-        assert answer.status == "crashed" and "refused the job" in answer.reason, answer
-    innocent = loop.run_until_complete(sb.run([b"after"], INNOCENT))
+    innocent = loop.run_until_complete(send())
     assert innocent.outputs == [b"after!"] and sb.fork_server_pid == pid
-    assert not sb._futures
+    assert not sb._jobs

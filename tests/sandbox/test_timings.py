@@ -44,14 +44,14 @@ def test_a_job_that_fails_still_has_the_trusted_stamps(stamped):
     loop, sb = stamped
     result = loop.run_until_complete(sb.run([], {"do": "no_such_entry"}))
     assert result.status == "error"
-    assert {"caller_sent", "forkserver_dispatched", "forkserver_answered",
+    assert {"caller_started", "worker_found", "caller_sent", "caller_received",
             "caller_done"} <= set(result.stats.timings)
 
 
 @pytest.mark.parametrize("value", [
     b'"soon"', b"[]", b'{"child_woke":"1"}', b'{"child_woke":true}', b'{"child_woke":-1}',
     b'{"child_woke":NaN}', b'{"child_woke":Infinity}', b'{"child_woke":1e300}',
-    b'{"child_woke":1,"forkserver_received":2}', b'{"child_woke":[1]}',
+    b'{"child_woke":1,"caller_received":2}', b'{"child_woke":[1]}',
 ])
 def test_invalid_child_stamps_end_only_their_job(stamped, value):
     report = R + b'"status":"error","error":"x","timings":' + value + b"}"
