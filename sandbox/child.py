@@ -108,8 +108,8 @@ def main(control: socket.socket, chan: socket.socket, stderr_fd: int, output_fd:
         stamps["child_reported"] = time.monotonic()
         report["timings"] = stamps
     try:
-        # An ok report carries the output memfd: the caller reads the outputs from it.
-        protocol.send(chan, report, [output_fd] if report["status"] == "ok" else [])
+        # No descriptor travels with it: the caller holds the output memfd already.
+        protocol.send(chan, report)
     except BaseException:
         os._exit(EXIT_CHANNEL_LOST)
     os._exit(EXIT_REPORTED)
@@ -127,7 +127,17 @@ def _run_canary(entry: Callable, fds: tuple[int, ...], output_fd: int, limits: L
     protocol.encode(dict(report, type="report", usage=_usage()))
     if report["status"] != "ok":
         raise RuntimeError(f"the canary job ended {report['status']}")
-    _write_at(output_fd, 0, memoryview(bytes(report["used"])))   # nothing of it stays
+    _free_pages(output_fd, report["used"])
+
+
+def _free_pages(fd: int, used: int) -> None:
+    """Give the first `used` bytes' pages of the memfd back (MADV_REMOVE punches a
+    hole): nothing of the canary stays, and the memfd the caller holds for this idle
+    child holds no page at all (st_blocks 0), as before it was lent."""
+    length = -(-used // mmap.PAGESIZE) * mmap.PAGESIZE
+    if length:
+        with mmap.mmap(fd, length) as window:
+            window.madvise(mmap.MADV_REMOVE, 0, length)
 
 
 def _usage() -> dict:

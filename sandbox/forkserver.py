@@ -26,10 +26,11 @@ that, if handling it fails, ends only the child it concerned.
 Child states:  (requested) --spawned--> LENT --started--> BUSY --done--> DONE --exited--> gone
                any state --deadline/kill/shutdown--> killed (SIGKILL by pidfd) --exited--> gone
                and, apart: not ready --ready--> ready (confined; READY_TIMEOUT_S else killed)
-Messages to the caller: {"type": "ready", "pid", "layers"} once; {"type": "worker", "id",
-"output": {"dev", "ino", "size"}} with fds [job line] per lent child (its output memfd
-stays here and with the child, which sends it with an ok report: the caller knows it by
-its inode, so no other file passes for it); {"type": "ended", "id", "status",
+Messages to the caller: {"type": "ready", "pid", "layers"} once; {"type": "worker", "id"}
+with fds [job line, output memfd] per lent child (the caller holds the memfd from the
+start, so a child never sends a descriptor: every child is the same user, and Linux
+refuses a descriptor-carrying send while that user has more in flight than the sender's
+RLIMIT_NOFILE, which a hostile neighbour could arrange); {"type": "ended", "id", "status",
 "reason", "stats", "exit_code", "signal", "unready"} when a lent child is gone before its
 job was done ("unready": it died before it was confined, so it never read a job: the
 caller gives that job to another child); {"type": "fatal", "reason"}. From the caller: {"type": "started", "id", "limits"},
@@ -96,7 +97,7 @@ class Child:
     chan: socket.socket            # its control channel: "ready", then nothing
     stderr_fd: int
     line_fd: int                   # the caller's end of its job line, until lent (then -1)
-    output_fd: int                 # its output memfd, held until it is reaped
+    output_fd: int                 # its output memfd, until lent (then -1)
     state: str = LENT
     ready: bool = False            # it said it is confined (it reads no job before)
     started: float = dataclasses.field(default_factory=time.monotonic)
@@ -341,14 +342,13 @@ class ForkServer:
         self.announce_ready()
 
     def lend(self, child: Child) -> None:
-        """Hand a new child's job line to the caller, naming its output memfd; if they
-        cannot be sent, the child is killed (never left lent to nobody)."""
+        """Hand a new child's job line and its output memfd to the caller (nothing of
+        them stays here); if they cannot be sent, the child is killed (never left lent
+        to nobody)."""
         self.lent[child.serial] = child
-        output = os.fstat(child.output_fd)
-        fd, child.line_fd = child.line_fd, -1
-        self.outbox.append({"type": "worker", "id": child.serial,
-                            "output": {"dev": output.st_dev, "ino": output.st_ino,
-                                       "size": output.st_size}}, [fd],
+        fds = [child.line_fd, child.output_fd]
+        child.line_fd = child.output_fd = -1
+        self.outbox.append({"type": "worker", "id": child.serial}, fds,
                            dropped=lambda: self.kill(child, "unlent"))
 
     def fail(self, child: Child, why: str) -> None:

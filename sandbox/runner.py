@@ -348,14 +348,6 @@ class Sandbox:
         except EOFError:
             self._stop_reading(job.worker)        # it died: the fork server says how
             return
-        except protocol.FdsDropped:
-            if workers.out_of_descriptors(job.worker.line):   # ours to answer: not its fault
-                self._end(job, Result("busy", reason="out of descriptors receiving the "
-                                      "job's outputs"), kill=None)
-            else:                                 # it sent more than its one memfd
-                self._end(job, Result("crashed", reason="sent an invalid report"),
-                          kill="invalid")
-            return
         except protocol.ProtocolError:
             self._end(job, Result("crashed", reason="sent an invalid report", stats=Stats(
                 wall_s=round(time.monotonic() - job.sent, 6))), kill="invalid")
@@ -465,16 +457,10 @@ class Sandbox:
                 self._ready.set_exception(SandboxError(message.get("reason", "")))
 
     def _on_worker(self, message: dict, fds: list[int] | None) -> None:
-        """A ready child lent to us: its job line, and its output memfd's identity. Given
-        to the first caller waiting; else idle, and told to run its canary meanwhile
-        (sandbox.child)."""
+        """A child lent to us: its job line and its output memfd. Given to the first
+        caller waiting; else idle, and told to run its canary meanwhile (sandbox.child)."""
         worker_id = message.get("id")
-        try:
-            output = message["output"]
-            key, size = (int(output["dev"]), int(output["ino"])), int(output["size"])
-            if fds is None or len(fds) != 1:
-                raise ValueError("no job line")
-        except (KeyError, TypeError, ValueError):
+        if type(worker_id) is not int or fds is None or len(fds) != 2:
             protocol.close_all(fds or ())
             if type(worker_id) is int:            # unusable here: let it go
                 self._tell({"type": "done", "id": worker_id, "kill": "dropped"})
@@ -484,7 +470,8 @@ class Sandbox:
             return
         line = socket.socket(fileno=fds[0])
         line.setblocking(False)
-        worker = workers.Worker(worker_id, line, key, size)
+        output = MemFile(fd=fds[1])
+        worker = workers.Worker(worker_id, line, output, output.size)
         if not self._pool.offer(worker) and self.canary:
             try:
                 protocol.send(line, {"type": "canary"})

@@ -1,13 +1,16 @@
 """The caller's side of lent children: the pool of idle ones, and a report made a Result.
 
 Runs in the caller's process, on its event loop (sandbox.runner). The fork server lends
-each child, once confined and ready, as a Worker: the caller's end of the child's job
-line, and the identity (device, inode, size) of the child's output memfd. The caller
-sends the one job on the line and reads the one report there: a child is hostile, so the
-report is size-capped (protocol), checked field by field (reports); an ok report must
-carry that very memfd (any other file is refused), whose output table is read once,
-here (trailer), before it is anything but bytes. Nothing of a child's is held here but
-its line until it has a job: no memfd waits in the caller's process.
+each child, as soon as it is forked, as a Worker: the caller's end of the child's job
+line and the child's output memfd. The caller sends the one job on the line and reads
+the one report there: a child is hostile, so the report is size-capped (protocol) and
+checked field by field (reports), and it may carry no descriptor at all. The output
+memfd is the one the caller already holds, whose output table is read once, here
+(trailer), before it is anything but bytes. A child never sends a descriptor because
+every child is the same user, and Linux refuses a descriptor-carrying send while its
+user has more in flight than the sender's RLIMIT_NOFILE (ETOOMANYREFS): a hostile child
+queueing hundreds on its line would make an innocent neighbour's report fail. The
+memfds held for idle workers are empty: no user's data is in one before its job.
 """
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ import collections
 import dataclasses
 import os
 import socket
-import stat
 
 from sandbox import protocol, reports, trailer
 from sandbox.limits import Limits
@@ -29,11 +31,14 @@ class Worker:
     """One lent child: named by the fork server's serial for it (never its pid)."""
     id: int
     line: socket.socket
-    output: tuple[int, int]        # (st_dev, st_ino) of its output memfd
+    output: MemFile | None         # its output memfd, until an ok report hands it on
     output_size: int
 
     def close(self) -> None:
         self.line.close()
+        if self.output is not None:
+            self.output.close()
+            self.output = None
 
 
 class Pool:
@@ -113,48 +118,20 @@ def _no_worker(future: asyncio.Future) -> None:
 
 
 def read_report(worker: Worker, timings: bool) -> tuple[reports.Report, MemFile | None]:
-    """The child's one report on its line, checked, and for ok its output memfd (ours to
-    close). BlockingIOError: none yet; EOFError: the child closed its line without one;
-    FdsDropped: the kernel dropped its descriptors (we are out of them, or it sent more
-    than one: out_of_descriptors() tells); ProtocolError: anything else invalid."""
+    """The child's one report on its line, checked, and for ok the worker's output
+    memfd (then ours to close, no longer the worker's). BlockingIOError: none yet;
+    EOFError: the child closed its line without one; ProtocolError: anything invalid,
+    a descriptor with it included."""
     try:
-        message, fds = protocol.recv(worker.line, max_fds=1,
-                                     max_bytes=protocol.MAX_CHILD_MESSAGE_BYTES)
+        message, _ = protocol.recv(worker.line, max_fds=0,
+                                   max_bytes=protocol.MAX_CHILD_MESSAGE_BYTES)
     except ConnectionError:
         raise EOFError("the child's line broke") from None
-    try:
-        report = reports.parse_report(message, worker.output_size, timings=timings)
-        if report.status != "ok" and fds:
-            raise protocol.ProtocolError("a report that is not ok carried a descriptor")
-        if report.status == "ok" and not fds:
-            raise protocol.ProtocolError("an ok report without its output memfd")
-        output = _its_output(worker, fds.pop()) if fds else None
-    finally:
-        protocol.close_all(fds)
+    report = reports.parse_report(message, worker.output_size, timings=timings)
+    output = None
+    if report.status == "ok":
+        output, worker.output = worker.output, None
     return report, output
-
-
-def _its_output(worker: Worker, fd: int) -> MemFile:
-    """fd as a MemFile if it is the worker's own output memfd, else ProtocolError (and
-    fd closed): a child can only hand over files it holds, and this inode is that one."""
-    try:
-        info = os.fstat(fd)
-        if (not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != worker.output
-                or info.st_size != worker.output_size):
-            raise protocol.ProtocolError("the report carried another file")
-    except BaseException:
-        os.close(fd)
-        raise
-    return MemFile(fd=fd)
-
-
-def out_of_descriptors(sock: socket.socket) -> bool:
-    """Whether this process cannot open one more descriptor right now."""
-    try:
-        os.close(os.dup(sock.fileno()))
-    except OSError as exc:
-        return exc.errno in protocol.EXHAUSTED
-    return False
 
 
 def result_from_report(report: reports.Report, output: MemFile | None, limits: Limits,

@@ -14,6 +14,7 @@ import pytest
 
 from sandbox import Limits, Sandbox
 from tests.attack.entries import ATTACK_MAGIC
+from tests.held import memfds  # noqa: F401 (the attack tests take it from here)
 from tests.sandbox.conftest import wait_ready
 from tests.service.server import Server
 from tests.steady import steady
@@ -139,16 +140,3 @@ def server_pids(server: Server) -> tuple[int, int]:
     fork_servers = [c for c in proc.children() if "sandbox.forkserver" in " ".join(c.cmdline())]
     assert len(fork_servers) == 1, fork_servers
     return proc.pid, fork_servers[0].pid
-
-
-def memfds(pid: int) -> list[str]:
-    """The memfds a process holds open (their names say whose they are)."""
-    names = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("/memfd:"):
-            names.append(target)
-    return names

@@ -56,7 +56,7 @@ def report_then(inputs, params):
         window[:] = blob
     chan = hostile.channel()
     report = ('{"type":"report","status":"ok","used":%d}' % len(blob)).encode()
-    socket.send_fds(chan, [report], [fd])
+    chan.send(report)
     end = time.monotonic() + params.get("for_s", 30)
     with mmap.mmap(fd, 1 << 20) as window:
         while time.monotonic() < end:
@@ -64,7 +64,7 @@ def report_then(inputs, params):
                 window[:len(body)] = b"XXXXX"
             elif params["then"] == "reports":
                 try:
-                    socket.send_fds(chan, [report], [fd])
+                    chan.send(report)
                 except OSError:
                     pass
             time.sleep(0.001)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
 
 import pytest
 
 from sandbox import Limits, Sandbox
+from tests.held import memfds
 
 ENTRY = "tests.sandbox.entries:dispatch"
 TEST_LIMITS = Limits(memory_mb=256, cpu_s=3, wall_s=6, output_mb=8)
@@ -46,10 +45,6 @@ async def wait_ready(sb: Sandbox, timeout_s: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def memfds_held() -> int:
-    """The memfds this process holds (idle children's job lines come and go besides)."""
-    held = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            held += os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:")
-    return held
+def memfds_held(pid: int | str = "self") -> int:
+    """How many memfds with data `pid` holds (tests.held)."""
+    return len(memfds(pid))

@@ -26,10 +26,8 @@ def channel() -> socket.socket:
 
 
 def report_ok(used: int) -> None:
-    """Send a forged ok report of `used` bytes with the output memfd, as an ok report
-    must carry it (sandbox.workers)."""
-    socket.send_fds(channel(), [('{"type":"report","status":"ok","used":%d}' % used).encode()],
-                    [output_fd()])
+    """Send a forged ok report of `used` bytes (the caller holds the output memfd)."""
+    channel().send(('{"type":"report","status":"ok","used":%d}' % used).encode())
 
 
 def output_fd() -> int:
@@ -107,9 +105,9 @@ def forge_trailer(inputs, params):
 
 def report_with(inputs, params):
     """Write one real output ("mine") and its table, then report ok carrying
-    params["fds"]: names of descriptors to hand over instead of (or with) the output
-    memfd: "output", "input" (the job's first input's memfd), "stderr", "line" (the job
-    line itself); [] hands over none. Then exit."""
+    params["fds"]: names of descriptors to hand over with it: "output" (its output
+    memfd), "input" (the job's first input's memfd), "stderr", "line" (the job line
+    itself); [] hands over none, as a real report does. Then exit."""
     import mmap
 
     from sandbox import inputs as job_inputs
@@ -122,5 +120,8 @@ def report_with(inputs, params):
     named = {"output": out, "stderr": 2, "line": channel().fileno(),
              "input": job_inputs.fileno(inputs[0]) if inputs else 2}
     report = ('{"type":"report","status":"ok","used":%d}' % len(blob)).encode()
-    socket.send_fds(channel(), [report], [named[name] for name in params["fds"]])
+    if params["fds"]:
+        socket.send_fds(channel(), [report], [named[name] for name in params["fds"]])
+    else:
+        channel().send(report)
     os._exit(0)

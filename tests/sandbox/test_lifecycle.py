@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from sandbox import Limits, Policy, Sandbox, SandboxError
-from tests.sandbox.conftest import ENTRY, TEST_LIMITS, run, wait_ready
+from tests.sandbox.conftest import ENTRY, TEST_LIMITS, memfds_held, run, wait_ready
 from tests.steady import back_to, reached, steady
 
 JOB = {"do": "concat", "suffix": "!"}
@@ -38,16 +38,6 @@ def warm_children(server: psutil.Process) -> tuple[int, int]:
         except psutil.NoSuchProcess:   # reaped between the listing and the look
             pass
     return len(children), zombies
-
-
-def memfds(pid: int) -> int:
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:")
-        except OSError:
-            pass
-    return count
 
 
 def test_layers_are_reported(sb):
@@ -170,7 +160,7 @@ async def test_ten_thousand_jobs_leak_nothing():
                 assert all(r.outputs == [b"input!"] for r in results), results[0]
 
         def counts() -> tuple[int, int, int, int]:
-            return me.num_fds(), server.num_fds(), memfds(os.getpid()), memfds(server.pid)
+            return me.num_fds(), server.num_fds(), memfds_held(os.getpid()), memfds_held(server.pid)
 
         # Counts taken once they hold still (tests.steady): the last children of a batch
         # are still being reaped and replaced when its results are in.

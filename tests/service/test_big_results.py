@@ -23,6 +23,7 @@ import pikepdf
 import psutil
 import pytest
 
+from tests.held import memfds
 from tests.pdfs import make_image_jpeg
 from tests.service.server import ROOT, multipart
 from tests.steady import steady
@@ -156,13 +157,7 @@ class _SlowReader:
 
 
 def _memfds(pid: int) -> int:
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:")
-        except OSError:  # closed meanwhile
-            pass
-    return count
+    return len(memfds(pid))
 
 
 def _probe(server, latencies: list[float], stop: threading.Event) -> None:
