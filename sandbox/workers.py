@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import os
 import socket
 
 from sandbox import protocol, reports, trailer
@@ -160,6 +159,10 @@ def _result(report: reports.Report, output: MemFile | None, limits: Limits, wall
             spans = trailer.read_spans(output, report.used)
         except trailer.TrailerError:
             return Result("crashed", reason="sent an invalid output table", stats=stats)
+        if sum(length for _, length in spans) > limits.output_mb << 20:
+            # The memfd has room for the largest table besides: only the table says
+            # how much of it is outputs, and an honest child checks that itself.
+            return Result("output_too_large", reason=too_large, stats=stats)
         return Result("ok", outputs=Outputs(output, spans), stats=stats)
     if report.status == "error":
         return Result("error", reason="the entry raised an exception", error=report.error,

@@ -54,7 +54,7 @@ except (ImportError, RuntimeError) as exc:  # RuntimeError: libseccomp.so.2 not 
 ALLOWED = (
     # I/O on fds the child already has (job channel, memfds, stderr pipe).
     "read", "write", "readv", "writev", "pread64", "pwrite64", "lseek", "close",
-    "close_range", "fstat", "dup", "dup2", "dup3", "fcntl",
+    "close_range", "fstat", "dup", "dup2", "dup3",
     "poll", "ppoll", "select", "pselect6",
     # The job channel is an inherited unix socket; no socket can be created or connected.
     # sendmsg can pass fds (SCM_RIGHTS) to the fork server: it must close any it receives.
@@ -104,8 +104,21 @@ _PR_SET_NAME, _PR_GET_NAME = 15, 16
 _PRCTLS = (_sys.PR_GET_PDEATHSIG, _sys.PR_GET_DUMPABLE, _PR_SET_NAME, _PR_GET_NAME,
            _sys.PR_GET_SECCOMP, _sys.PR_CAPBSET_READ, _sys.PR_GET_NO_NEW_PRIVS)
 
+#: fcntl commands, by number (<linux/fcntl.h>, x86_64 and aarch64 alike). Refused:
+#: F_SETOWN (8), F_SETSIG (10), F_SETOWN_EX (15), F_SETLEASE (1024), F_NOTIFY (1026) and
+#: F_SETFL with O_ASYNC: each has the kernel send a signal for the child (SIGIO, or the
+#: one F_SETSIG names, SIGKILL included) to a process of its choosing, on its stderr
+#: pipe's or its job line's next event: any process of its uid (its neighbours; as an
+#: unprivileged user the fork server and the caller too). Only Landlock's signal scope
+#: (ABI 6, Linux 6.12) stops that otherwise. Unknown (future) commands are refused too.
+_FCNTLS = (0, 1, 2, 3, 5, 6, 7, 9, 11, 16, 17, 36, 37, 38, 1025, 1027, 1028, 1030, 1031,
+           1032, 1033, 1034, 1035, 1036, 1037, 1038)
+_F_SETFL = 4
+
 #: Allowed only with some arguments, with the condition (the rules: _add_conditional).
 ALLOWED_IF = {
+    "fcntl": "any command but those that make the kernel signal a process for it "
+             "(F_SETOWN, F_SETOWN_EX, F_SETSIG, F_SETLEASE, F_NOTIFY, O_ASYNC)",
     "clone": "flags include CLONE_THREAD and no CLONE_NEW*: threads, never processes",
     "kill": "pid == own pid",
     "tkill": "tid == own pid (the main thread)",
@@ -144,6 +157,10 @@ def _add_conditional(rules: "seccomp.SyscallFilter", own_pid: int) -> None:
         rules.add_rule(allow, "ioctl", arg(1, eq, request))
     for option in _PRCTLS:
         rules.add_rule(allow, "prctl", arg(0, eq, option))
+    for command in _FCNTLS:
+        rules.add_rule(allow, "fcntl", arg(1, eq, command))
+    rules.add_rule(allow, "fcntl", arg(1, eq, _F_SETFL),
+                   arg(2, seccomp.MASKED_EQ, os.O_ASYNC, 0))
 
 
 def _add_path_calls(rules: "seccomp.SyscallFilter", landlock_applied: bool) -> None:

@@ -14,7 +14,6 @@ import pytest
 
 from sandbox import Limits, Sandbox
 from tests.attack.entries import ATTACK_MAGIC
-from tests.held import memfds  # noqa: F401 (the attack tests take it from here)
 from tests.sandbox.conftest import wait_ready
 from tests.service.server import Server
 from tests.steady import steady

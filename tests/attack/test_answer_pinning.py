@@ -13,7 +13,8 @@ import time
 import pytest
 
 from notrace.admission import STALLED_AFTER_S
-from tests.attack.conftest import memfds, order, server_pids
+from tests.attack.conftest import order, server_pids
+from tests.held import memfds
 from tests.attack.test_answers import _request_head, manifest
 from tests.pdfs import make_pdf
 

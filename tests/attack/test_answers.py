@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.attack.conftest import fd_count, memfds, order, server_pids, zombies
+from tests.attack.conftest import fd_count, order, server_pids, zombies
+from tests.held import memfds
 from tests.pdfs import make_pdf
 from tests.steady import back_to, steady
 

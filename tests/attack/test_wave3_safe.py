@@ -14,7 +14,8 @@ import pikepdf
 import pytest
 from pikepdf import Array, Dictionary, Name, String
 
-from tests.attack.conftest import hostile_serving, memfds, order, server_pids
+from tests.attack.conftest import hostile_serving, order, server_pids
+from tests.held import memfds
 
 pytestmark = pytest.mark.timeout(60)
 

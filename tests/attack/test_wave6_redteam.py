@@ -38,9 +38,12 @@ def _alive(process: psutil.Process) -> bool:
 class Box:
     """A Sandbox on a loop of its own, with the checks every attack ends with."""
 
+    entry = ENTRY
+
     def __init__(self, **kwargs) -> None:
         self.loop = asyncio.new_event_loop()
-        self.sb = Sandbox(ENTRY, **{"limits": LIMITS, "workers": 2, "queue": 8, **kwargs})
+        self.sb = Sandbox(self.entry, **{"limits": LIMITS, "workers": 2, "queue": 8,
+                                         **kwargs})
         self.loop.run_until_complete(self.sb.start())
         self.settle()
 
@@ -98,26 +101,31 @@ class Box:
         self.loop.close()
 
 
-@pytest.fixture(scope="module")
-def box():
-    box = Box()
-    try:
-        yield box
-    finally:
-        box.close()
+def box_fixtures(kind: type[Box]):
+    """The fixtures `box` (one `kind` for the module) and `fresh` (a maker of Boxes of
+    their own, for attacks on the fork server itself), closed after use."""
+    @pytest.fixture(scope="module")
+    def box():
+        shared = kind()
+        try:
+            yield shared
+        finally:
+            shared.close()
+
+    @pytest.fixture
+    def fresh():
+        made: list[Box] = []
+
+        def make(**kwargs) -> Box:
+            made.append(kind(**kwargs))
+            return made[-1]
+        yield make
+        for each in made:
+            each.close()
+    return box, fresh
 
 
-@pytest.fixture
-def fresh():
-    """A Sandbox of its own, for attacks on the fork server itself."""
-    made: list[Box] = []
-
-    def make(**kwargs) -> Box:
-        made.append(Box(**kwargs))
-        return made[-1]
-    yield make
-    for box in made:
-        box.close()
+box, fresh = box_fixtures(Box)
 
 
 def _cpu_s() -> float:

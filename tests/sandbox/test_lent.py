@@ -8,7 +8,7 @@ import asyncio
 import psutil
 import pytest
 
-from sandbox import Sandbox, protocol, trailer
+from sandbox import Sandbox, protocol
 from sandbox.workers import Pool, Worker
 from tests.sandbox.conftest import ENTRY, TEST_LIMITS, memfds_held, on_own_loop
 

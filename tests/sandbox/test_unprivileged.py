@@ -19,17 +19,22 @@ def test_sandbox_suite_passes_as_an_unprivileged_user():
         # Already unprivileged: this very run is the unprivileged run.
         assert os.geteuid() != 0
         return
+    pytest_as_nobody(["tests/sandbox", "-x", "-k", "not ten_thousand and not unprivileged"],
+                     timeout_s=280)
+
+
+def pytest_as_nobody(args: list[str], timeout_s: float) -> None:
+    """Run pytest with `args` as the unprivileged user, in a private mount namespace
+    where this Python is reachable; fail with its output's tail unless all passed."""
     assert shutil.which("setpriv"), "setpriv (util-linux) is needed to drop to an unprivileged user"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp",
            "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8"}
-    pytest_as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                        sys.executable, "-m", "pytest", "tests/sandbox", "-q",
-                        "-p", "no:cacheprovider", "-x",
-                        "-k", "not ten_thousand and not unprivileged"]
+    command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+               sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
     completed = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-         expose_interpreter_script() + ' exec "$@"', "sh", *pytest_as_nobody],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=280)
+         expose_interpreter_script() + ' exec "$@"', "sh", *command],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
     tail = completed.stdout[-3000:] + completed.stderr[-2000:]
     assert completed.returncode == 0, tail
     assert " passed" in completed.stdout and " failed" not in completed.stdout, tail
