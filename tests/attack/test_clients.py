@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from tests.attack.conftest import fd_count, memfds, order, server_pids
+from tests.attack.conftest import fd_count, order, server_pids
 from tests.attack.test_answers import _request_head, manifest
+from tests.held import memfds
 from tests.pdfs import make_encrypted_pdf, make_pdf
 from tests.service.server import multipart
 from tests.steady import steady
