@@ -24,7 +24,10 @@ MAX_CHILD_MESSAGE_BYTES = 4096
 MAX_FDS = 66
 #: errnos that mean a process is short of descriptors or memory right now: the job it
 #: was handling answers "busy" (retry later), never "crashed" and never a dead peer.
-EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC})
+#: ETOOMANYREFS: its user has more descriptors in flight than its RLIMIT_NOFILE (as an
+#: unprivileged user, children of the same uid may hold hundreds in flight for a moment).
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC,
+                       errno.ETOOMANYREFS})
 
 
 class ProtocolError(Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import resource
 import time
@@ -14,6 +15,7 @@ import psutil
 import pytest
 
 from sandbox import Sandbox
+from sandbox.runner import _unsent
 from tests.sandbox.conftest import ENTRY, TEST_LIMITS
 
 pytestmark = pytest.mark.timeout(60)
@@ -93,3 +95,12 @@ async def test_a_child_whose_descriptors_were_dropped_is_given_back():
             lost.close()
         assert (await sb.run([b"x"], JOB)).outputs == [b"x!"]        # its successor serves
         assert sb.fork_server_pid == pid and sb.restarts == 0
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ETOOMANYREFS])
+def test_a_job_that_cannot_be_sent_for_want_of_descriptors_is_busy(code):
+    # ETOOMANYREFS: as an unprivileged user, children of the same uid holding hundreds
+    # of descriptors in flight for a moment; not the chosen child's fault, so not one to
+    # kill and retry on the next (that would cost up to HANDOVER_ATTEMPTS children).
+    result = _unsent(OSError(code, os.strerror(code)))
+    assert result.status == "busy" and errno.errorcode[code] in result.reason, result

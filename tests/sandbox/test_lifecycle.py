@@ -94,6 +94,20 @@ async def test_two_workers_run_in_parallel():
         assert time.monotonic() - start < 3.0
 
 
+@pytest.mark.parametrize("busy", [1, 2])
+async def test_a_busy_childs_replacement_comes_while_its_job_runs(busy):
+    """A busy child's replacement is forked while its job runs, with another child
+    idle or none: a long job never holds the pool short for its whole run."""
+    async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=2, queue=4) as sb:
+        await sb.run([], JOB)
+        jobs = [asyncio.ensure_future(sb.run([], {"do": "sleep", "s": 2.5}))
+                for _ in range(busy)]
+        replaced = await asyncio.to_thread(
+            reached, lambda: warm_children(fork_server(sb))[0], 2 + busy, timeout_s=1.5)
+        assert replaced == 2 + busy, "the busy children were not replaced during their jobs"
+        assert [r.outputs for r in await asyncio.gather(*jobs)] == [[b"slept"]] * busy
+
+
 async def test_queued_jobs_all_run_in_order_of_submission():
     async with Sandbox(ENTRY, limits=TEST_LIMITS, workers=2, queue=16) as sb:
         results = await asyncio.gather(*(sb.run([str(i).encode()], JOB) for i in range(18)))
