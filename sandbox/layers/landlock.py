@@ -107,15 +107,27 @@ def _allow_read(ruleset_fd: int, path: str) -> None:
         os.close(fd)
 
 
+def missing_rules(abi: int) -> str:
+    """What an older kernel's Landlock cannot refuse (seccomp alone stands there): said,
+    since "active" would otherwise read as the whole of this layer."""
+    missing = []
+    if abi < 4:
+        missing.append("TCP bind/connect (ABI 4, Linux 6.7)")
+    if abi < 6:
+        missing.append("signal and abstract-socket scopes (ABI 6, Linux 6.12)")
+    return "; without " + " or ".join(missing) if missing else ""
+
+
 class Landlock(Layer):
     name = "landlock"
 
     def probe(self) -> LayerStatus:
         """In the fork server: is Landlock enabled, and which ABI."""
         try:
-            return LayerStatus(self.name, True, f"Landlock ABI {abi_version()}")
+            abi = abi_version()
         except OSError as exc:  # ENOSYS: not built; EOPNOTSUPP: not in the lsm= list
             return LayerStatus(self.name, False, f"Landlock unavailable: {exc}")
+        return LayerStatus(self.name, True, f"Landlock ABI {abi}" + missing_rules(abi))
 
     def apply(self, ctx: ChildContext) -> None:
         """In the child, single-threaded (a Landlock domain binds only the calling

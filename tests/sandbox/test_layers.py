@@ -29,7 +29,7 @@ import pyseccomp
 import pytest
 
 from sandbox.layers import LAYERS, ChildContext, LayerError, _sys, confine, probe_all
-from sandbox.layers.landlock import abi_version
+from sandbox.layers.landlock import abi_version, missing_rules
 from sandbox.layers.namespaces import Namespaces
 from sandbox.layers.rlimits import NOFILE, current_vm_bytes, tighten_for_job
 from sandbox.layers.seccomp import ALLOWED, ALLOWED_IF, PATH_CALLS, names
@@ -138,7 +138,8 @@ def test_probe_all_reports_every_layer_in_order(available: dict[str, bool]) -> N
     # The required layers exist on every supported host (kernel with Landlock, libseccomp).
     for name in ("privileges", "rlimits", "landlock", "seccomp"):
         assert by_name[name].available, by_name[name]
-    assert by_name["landlock"].detail == f"Landlock ABI {abi_version()}"
+    assert by_name["landlock"].detail == f"Landlock ABI {abi_version()}" + missing_rules(
+        abi_version())
     assert f"allow-list of {len(names())} calls" in by_name["seccomp"].detail
     if not by_name["namespaces"].available:  # e.g. "unshare(CLONE_NEWUSER) refused: EPERM"
         assert by_name["namespaces"].detail
@@ -483,3 +484,18 @@ def test_precompiled_filter_equals_a_fresh_build_for_the_pid():
             assert layer.for_pid(layer.compiled(landlock_applied), pid) == expected
         assert layer.compiled(landlock_applied).count(
             layer._PID_STANDIN.to_bytes(4, "little")) >= 1
+
+
+@pytest.mark.parametrize("abi, says", [
+    (3, ["TCP bind/connect", "signal and abstract-socket scopes"]),   # Debian 12's 6.1
+    (5, ["signal and abstract-socket scopes"]),
+    (6, []), (7, []),
+])
+def test_an_older_landlock_says_what_it_cannot_refuse(abi, says):
+    detail = missing_rules(abi)
+    assert all(part in detail for part in says), detail
+    assert bool(detail) == bool(says), detail
+    if abi < 4:
+        assert "TCP" in detail
+    else:
+        assert "TCP" not in detail
