@@ -470,8 +470,7 @@ class Sandbox:
             return
         line = socket.socket(fileno=fds[0])
         line.setblocking(False)
-        output = MemFile(fd=fds[1])
-        worker = workers.Worker(worker_id, line, output, output.size)
+        worker = workers.Worker(worker_id, line, MemFile(fd=fds[1]))
         if not self._pool.offer(worker) and self.canary:
             try:
                 protocol.send(line, {"type": "canary"})

@@ -31,7 +31,6 @@ class Worker:
     id: int
     line: socket.socket
     output: MemFile | None         # its output memfd, until an ok report hands it on
-    output_size: int
 
     def close(self) -> None:
         self.line.close()
@@ -51,13 +50,20 @@ class Pool:
 
     def offer(self, worker: Worker) -> bool:
         """A worker just lent: to the first caller waiting (True), else idle (False)."""
+        future = self._next_waiting()
+        if future is None:
+            self.idle.append(worker)
+            return False
+        future.set_result(worker)
+        return True
+
+    def _next_waiting(self) -> asyncio.Future | None:
+        """The first caller still waiting (those cancelled or timed out are dropped)."""
         while self.wanting:
             future = self.wanting.popleft()
             if not future.done():
-                future.set_result(worker)
-                return True
-        self.idle.append(worker)
-        return False
+                return future
+        return None
 
     async def take(self, timeout_s: float) -> Worker | Result:
         """An idle worker; else the Result every waiter gets if the pool is failed, or
@@ -81,11 +87,9 @@ class Pool:
 
     def refuse_first(self, result: Result) -> None:
         """Answer the first caller waiting `result` (the worker meant for it is lost)."""
-        while self.wanting:
-            future = self.wanting.popleft()
-            if not future.done():
-                future.set_result(result)
-                return
+        future = self._next_waiting()
+        if future is not None:
+            future.set_result(result)
 
     def discard(self, worker_id: int) -> bool:
         """Forget an idle worker the fork server says is gone; True if it was idle."""
@@ -103,11 +107,9 @@ class Pool:
         while self.idle:
             self.idle.popleft().close()
         waiting = 0
-        while self.wanting:
-            future = self.wanting.popleft()
-            if not future.done():
-                future.set_result(result)
-                waiting += 1
+        while (future := self._next_waiting()) is not None:
+            future.set_result(result)
+            waiting += 1
         return waiting
 
 
@@ -126,7 +128,7 @@ def read_report(worker: Worker, timings: bool) -> tuple[reports.Report, MemFile 
                                    max_bytes=protocol.MAX_CHILD_MESSAGE_BYTES)
     except ConnectionError:
         raise EOFError("the child's line broke") from None
-    report = reports.parse_report(message, worker.output_size, timings=timings)
+    report = reports.parse_report(message, worker.output.size, timings=timings)
     output = None
     if report.status == "ok":
         output, worker.output = worker.output, None

@@ -23,7 +23,7 @@ import pytest
 from sandbox import Limits
 from tests.attack.test_wave6_redteam import LIMITS, Box, _alive, box_fixtures
 from tests.attack.wave7_entries import SECRET, SIGNALLING_FCNTLS
-from tests.held import memfds
+from tests.held import memfd_paths, memfds
 from tests.sandbox.test_descriptors import no_descriptors_left, wait_sent
 from tests.sandbox.test_unprivileged import pytest_as_nobody
 
@@ -50,23 +50,11 @@ class Box7(Box):
 box, fresh = box_fixtures(Box7)
 
 
-def _memfds_of(pid: int | str) -> list[str]:
-    """Every memfd `pid` holds, empty or not, as /proc paths one can open."""
-    paths = []
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            path = f"/proc/{pid}/fd/{fd}"
-            with contextlib.suppress(OSError):
-                if os.readlink(path).startswith("/memfd:"):
-                    paths.append(path)
-    return paths
-
-
 def _holding(pid: int | str, needle: bytes, span: int = 2 << 20) -> list[str]:
     """The memfds of `pid` whose first `span` bytes contain `needle` (opened anew by
     their /proc path: what anyone able to reach that process's descriptors could read)."""
     found = []
-    for path in _memfds_of(pid):
+    for path in memfd_paths(pid):
         try:
             with open(path, "rb") as f:
                 if needle in f.read(span):

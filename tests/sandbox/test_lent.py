@@ -90,7 +90,7 @@ async def _pool_hands_back_a_worker_its_cancelled_taker_got():
     pool = Pool(asyncio.get_running_loop())
     ours, theirs = protocol.socketpair()
     with theirs:
-        worker = Worker(1, ours, None, 0)
+        worker = Worker(1, ours, None)
         taker = asyncio.create_task(pool.take(5.0))
         await asyncio.sleep(0)                   # it waits for a worker now
         assert pool.offer(worker) is True        # handed to the taker...
